@@ -1,0 +1,260 @@
+"""The project file `tailorlm.yaml`: pydantic models whose field descriptions are the documentation.
+
+`load_project(path)` reads and validates a file; errors name the user's field, e.g.
+`train.lora.r: Input should be greater than 0 (got 0)`. Relative paths are resolved against the
+folder that holds the project file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Task = Literal["chat", "classify", "extract", "generate", "cpt"]
+Method = Literal["full", "lora", "qlora", "dora"]
+SourceKind = Literal["documents", "faq", "email", "table", "extraction", "dataset"]
+
+
+class Settings(BaseModel):
+    """Base of every section: unknown keys are errors (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Source(Settings):
+    path: Path = Field(description="A file or folder of company data, relative to the project file.")
+    kind: SourceKind = Field(
+        description="How the source becomes examples: `documents` (text for continued pretraining and "
+        "synthetic Q&A), `faq` (question/answer pairs), `email` (customer message → agent reply), `table` "
+        "(a column → a label, for classification), `extraction` (text → JSON of chosen columns), "
+        "`dataset` (JSONL already in messages/alpaca/sharegpt/prompt-completion/text format)."
+    )
+    question: str = Field("question", description="faq: the column holding the question.")
+    answer: str = Field("answer", description="faq: the column holding the answer.")
+    input: str | None = Field(None, description="table/extraction: the column holding the input text.")
+    label: str | None = Field(None, description="table: the column holding the label (category).")
+    fields: list[str] | None = Field(
+        None, description="table/extraction: the columns to extract as JSON (extraction task)."
+    )
+    instruction: str | None = Field(
+        None, description="The instruction put before each input (a sensible default per kind when empty)."
+    )
+
+
+class LoraSettings(Settings):
+    r: int = Field(16, gt=0, description="Rank of the low-rank update; higher learns more, costs more.")
+    alpha: int = Field(32, gt=0, description="Scaling numerator; the update is scaled by alpha / r.")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input during training.")
+    targets: str | list[str] = Field(
+        "all-linear", description="Modules to adapt: 'all-linear' or a list of module names (q_proj, ...)."
+    )
+
+
+class TrainSettings(Settings):
+    method: Method = Field(
+        "lora",
+        description="full: every weight; lora: low-rank adapters; qlora: LoRA on a 4-bit NF4 base "
+        "(bitsandbytes, double quantization); dora: weight-decomposed LoRA.",
+    )
+    epochs: int | Literal["auto"] = Field(
+        "auto",
+        description="Passes over the training split; `auto` picks from its size (see docs/training.md).",
+    )
+    max_steps: int | None = Field(
+        None, gt=0, description="Stop after this many optimizer steps (overrides epochs)."
+    )
+    learning_rate: float | None = Field(
+        None, gt=0, description="Peak learning rate; default 2e-4 for adapters, 2e-5 for full fine-tuning."
+    )
+    batch_size: int = Field(8, gt=0, description="Examples per device per step.")
+    gradient_accumulation: int = Field(1, gt=0, description="Steps accumulated before each optimizer update.")
+    max_length: int = Field(
+        1024, gt=8, description="Tokens per example; longer examples are truncated and counted (see the run)."
+    )
+    warmup_ratio: float = Field(
+        0.05, ge=0, lt=1, description="Share of steps spent warming up the learning rate."
+    )
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    scheduler: Literal["cosine", "linear", "constant"] = Field(
+        "cosine", description="Learning-rate schedule."
+    )
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: fp32 on CPU, bf16 on GPUs that support it, else fp16."
+    )
+    gradient_checkpointing: bool | Literal["auto"] = Field(
+        "auto", description="Trade compute for memory; auto: on for GPUs with full fine-tuning, off on CPU."
+    )
+    group_by_length: bool = Field(
+        True, description="Batch examples of similar length together (less padding)."
+    )
+    lora: LoraSettings = Field(
+        default_factory=LoraSettings, description="Adapter settings (lora/qlora/dora)."
+    )
+    eval_steps: int | None = Field(
+        None, gt=0, description="Validation loss every N steps (default: ~5 per run)."
+    )
+    save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps (default: ~2 per run).")
+    logging_steps: int = Field(5, gt=0, description="Write metrics.jsonl every N steps.")
+    seed: int = Field(42, description="Seed for data order, initialisation and dropout.")
+
+
+class DedupSettings(Settings):
+    exact: bool = Field(True, description="Drop examples whose normalised text is identical.")
+    near_threshold: float | None = Field(
+        0.85,
+        gt=0,
+        le=1,
+        description="Drop near-duplicates above this Jaccard similarity (MinHash); null: off.",
+    )
+
+
+class SplitSettings(Settings):
+    test: float = Field(0.1, ge=0, lt=1, description="Share of examples held out for evaluation.")
+    val: float = Field(0.05, ge=0, lt=1, description="Share held out for validation loss during training.")
+    by: Literal["source", "example"] = Field(
+        "source", description="source: every example of one document lands in one split (no leakage)."
+    )
+    seed: int = Field(42, description="Seed of the split (deterministic).")
+
+    @model_validator(mode="after")
+    def _room_to_train(self) -> SplitSettings:
+        if self.test + self.val >= 1:
+            raise ValueError(f"test + val must leave room to train (got {self.test} + {self.val})")
+        return self
+
+
+class ChunkSettings(Settings):
+    max_tokens: int = Field(512, gt=16, description="Tokens per document chunk (continued pretraining, RAG).")
+    overlap: int = Field(64, ge=0, description="Tokens shared by consecutive chunks.")
+
+
+class SynthesizeSettings(Settings):
+    teacher: str = Field(
+        description="OpenAI-compatible endpoint of a local teacher model (must be allowlisted)."
+    )
+    model: str | None = Field(None, description="Model name at the endpoint (default: the first it lists).")
+    per_chunk: int = Field(3, gt=0, description="Questions asked per document chunk.")
+    api_key_env: str | None = Field(None, description="Environment variable holding the endpoint's API key.")
+
+
+class PrepareSettings(Settings):
+    dataset: str | None = Field(None, description="Name of the dataset to build (default: the project name).")
+    pii: Literal["redact", "pseudonymize", "off"] = Field(
+        "redact",
+        description="Personal data in the text: replace by type, by consistent placeholder, or keep.",
+    )
+    dedup: DedupSettings = Field(default_factory=DedupSettings, description="Duplicate removal.")
+    split: SplitSettings = Field(default_factory=SplitSettings, description="Train/val/test split.")
+    chunk: ChunkSettings = Field(default_factory=ChunkSettings, description="Document chunking.")
+    synthesize: SynthesizeSettings | None = Field(
+        None, description="Synthetic Q&A from documents (optional)."
+    )
+    min_chars: int = Field(2, ge=0, description="Drop examples whose answer/text is shorter than this.")
+
+
+class EvaluateSettings(Settings):
+    baselines: list[Literal["base", "few_shot", "rag"]] = Field(
+        default_factory=lambda: ["base"], description="Candidates compared with the fine-tuned model."
+    )
+    metrics: list[str] | None = Field(None, description="Metric names (default: by task).")
+    objectives: dict[str, float] = Field(
+        default_factory=dict, description="Thresholds the fine-tuned model must meet, e.g. {accuracy: 0.9}."
+    )
+    max_new_tokens: int = Field(128, gt=0, description="Generation budget per case.")
+    batch_size: int = Field(16, gt=0, description="Cases generated together.")
+    limit: int | None = Field(None, gt=0, description="Evaluate only the first N test cases.")
+    few_shot_k: int = Field(
+        3, ge=0, description="Examples from the train split shown to the few_shot baseline."
+    )
+    rag_k: int = Field(3, gt=0, description="Chunks retrieved for the rag baseline.")
+
+
+class ServeSettings(Settings):
+    host: str = Field("127.0.0.1", description="Interface to listen on.")
+    port: int = Field(8000, gt=0, lt=65536, description="Port to listen on.")
+
+
+class Project(Settings):
+    project: str = Field(description="Project name; also the default dataset and model name.")
+    base_model: Path = Field(
+        description="Local directory of the base model (config.json, tokenizer, weights)."
+    )
+    task: Task = Field(
+        "chat", description="What the model learns: chat, classify, extract, generate, or cpt."
+    )
+    system_prompt: str | None = Field(
+        None, description="System prompt used in training, evaluation and serving."
+    )
+    sources: list[Source] = Field(default_factory=list, description="Company data to ingest and prepare.")
+    prepare: PrepareSettings = Field(default_factory=PrepareSettings, description="Data preparation.")
+    train: TrainSettings = Field(default_factory=TrainSettings, description="Fine-tuning.")
+    evaluate: EvaluateSettings = Field(
+        default_factory=EvaluateSettings, description="Evaluation and the gate."
+    )
+    serve: ServeSettings = Field(default_factory=ServeSettings, description="The OpenAI-compatible server.")
+    allow_hosts: list[str] = Field(
+        default_factory=list, description="Hosts that may be reached besides loopback (teacher, judge)."
+    )
+    root: Path = Field(Path("."), exclude=True, description="Folder of the project file (set when loaded).")
+
+    @field_validator("project")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not value or any(c in value for c in "/\\@ "):
+            raise ValueError(f"must be a name without '/', '\\', '@' or spaces (got {value!r})")
+        return value
+
+    @property
+    def dataset_name(self) -> str:
+        return self.prepare.dataset or self.project
+
+    def resolve(self, path: Path) -> Path:
+        """A path from the project file, made absolute against the project's folder."""
+        path = Path(path).expanduser()
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+
+class ConfigError(ValueError):
+    """A project file that can't be used; the message names the file and the field."""
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    lines = [f"{source}: {error.error_count()} problem(s)"]
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        got = item.get("input")
+        shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+        lines.append(f"  {field}: {item['msg']}{shown}")
+    return "\n".join(lines)
+
+
+def parse_project(data: Any, *, root: Path, source: str = "tailorlm.yaml") -> Project:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of settings at the top level")
+    try:
+        project = Project.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, source)) from None
+    project.root = root.resolve()
+    return project
+
+
+def load_project(path: Path | str) -> Project:
+    """Read and validate a project file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"project file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return parse_project(data, root=path.parent, source=str(path))
+
+
+def dump_project(project: Project) -> str:
+    """The project as YAML (relative paths kept as written)."""
+    data = project.model_dump(mode="json", exclude_none=True)
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,1 @@
+"""Example schemas, importers from common dataset formats, and chat-template rendering with loss masks."""

@@ -1,0 +1,172 @@
+"""The `register` verb and model look-up: a registered model is a name and version pointing at a
+complete run's adapter (or full weights), with a model card. Serving and exports resolve models here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tailorlm.registry import Artifact
+from tailorlm.workspace import NotFound, Workspace, atomic_write_json, atomic_write_text, read_jsonl
+
+
+class GateFailed(RuntimeError):
+    """The run's latest evaluation did not meet the project's objectives."""
+
+
+@dataclass
+class ModelRef:
+    """Everything needed to load a registered model (or a run) for inference or export."""
+
+    name: str
+    version: str | None
+    run_id: str
+    base_model: Path
+    artifact_dir: Path  # adapter/ (PEFT) or model/ (full weights)
+    method: str
+    system_prompt: str | None
+
+    @property
+    def is_adapter(self) -> bool:
+        return (self.artifact_dir / "adapter_config.json").is_file()
+
+
+def latest_evaluation(workspace: Workspace, run_id: str) -> Artifact | None:
+    evaluations = [
+        a for a in workspace.registry.children(run_id) if a.kind == "evaluation" and a.status == "complete"
+    ]
+    return max(evaluations, key=lambda a: a.created_at, default=None)
+
+
+def register(
+    workspace: Workspace,
+    run: str | None = None,
+    *,
+    name: str,
+    force: bool = False,
+    system_prompt: str | None = None,
+) -> Artifact:
+    """Register a complete run as `name@vN`. Refused when its latest evaluation failed the gate,
+    unless `force` (which is recorded in the audit log with the user)."""
+    run_artifact = workspace.resolve("run", run)
+    evaluation = latest_evaluation(workspace, run_artifact.id)
+    gate = (evaluation.meta.get("gate") if evaluation else None) or {}
+    if gate and not gate.get("passed", True):
+        unmet = ", ".join(gate.get("unmet", [])) or "objectives"
+        if not force:
+            raise GateFailed(
+                f"run {run_artifact.id} failed the gate in {evaluation.id} ({unmet}); improve it, or pass "
+                "--force to register anyway (recorded in the audit log)"
+            )
+        workspace.audit.append("register.forced", inputs=[run_artifact.id, evaluation.id], unmet=unmet)
+    version = workspace.next_version("model", name)
+    final = workspace.model_dir(name, version)
+    run_dir = workspace.path_of(run_artifact)
+    artifact_dir = run_dir / run_artifact.meta.get("artifact", "adapter")
+    description = {
+        "name": name,
+        "version": version,
+        "run": run_artifact.id,
+        "artifact": workspace.relative(artifact_dir),
+        "base_model": run_artifact.meta.get("base_model"),
+        "method": run_artifact.meta.get("method"),
+        "dataset": run_artifact.meta.get("dataset"),
+        "hash": run_artifact.hash,
+        "system_prompt": system_prompt,
+        "evaluation": evaluation.id if evaluation else None,
+    }
+    with workspace.staging(final) as staging:
+        atomic_write_json(staging / "model.json", description)
+        atomic_write_text(
+            staging / "MODEL_CARD.md", model_card(workspace, description, run_artifact, evaluation)
+        )
+    parents = [run_artifact.id] + ([evaluation.id] if evaluation else [])
+    artifact = workspace.registry.add(
+        Artifact(
+            id=f"model-{name}-{version}",
+            kind="model",
+            name=name,
+            version=version,
+            hash=run_artifact.hash,
+            path=workspace.relative(final),
+            meta=description,
+        ),
+        parents=parents,
+    )
+    workspace.audit.append("register", inputs=parents, outputs=[artifact.id], forced=force)
+    return artifact
+
+
+def model_card(
+    workspace: Workspace, description: dict[str, Any], run: Artifact, evaluation: Artifact | None
+) -> str:
+    lines = [
+        f"# {description['name']} {description['version']}",
+        "",
+        f"Fine-tuned from `{description['base_model']}` with **{description['method']}** by TailorLM.",
+        "",
+        "## Lineage",
+        "",
+        f"- run: `{run.id}` (artifact hash `{run.hash[:16]}`)",
+        f"- dataset: `{description['dataset']}`",
+    ]
+    for ancestor in workspace.registry.lineage(run.id):
+        if ancestor.kind == "document":
+            lines.append(
+                f"- source file: `{ancestor.meta.get('source_path', ancestor.name)}` (sha256 {ancestor.hash[:16]})"
+            )
+    lines += ["", "## Training", ""]
+    for key, value in sorted(run.meta.get("metrics", {}).items()):
+        lines.append(f"- {key}: {value:.4g}" if isinstance(value, float) else f"- {key}: {value}")
+    if evaluation:
+        lines += ["", "## Evaluation", "", f"Evaluation `{evaluation.id}`:", ""]
+        for candidate, scores in evaluation.meta.get("scores", {}).items():
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, float))
+            lines.append(f"- {candidate}: {shown}")
+        gate = evaluation.meta.get("gate")
+        if gate:
+            lines.append(f"- gate: {'passed' if gate.get('passed') else 'FAILED'}")
+    lines += [
+        "",
+        "## Intended use and limits",
+        "",
+        "Answers in the company's tone on the topics of its training data; check the evaluation "
+        "report before relying on it for anything else.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def resolve_model(workspace: Workspace, reference: str | None = None) -> ModelRef:
+    """A registered model (`name`, `name@vN`, model id) or a run id, ready to load."""
+    if reference and reference.startswith("run-"):
+        run = workspace.registry.get(reference)
+        if run.status != "complete":
+            raise NotFound(f"run {reference} is {run.status}, not complete: it has no model to load")
+        run_dir = workspace.path_of(run)
+        return ModelRef(
+            name=run.id,
+            version=None,
+            run_id=run.id,
+            base_model=Path(run.meta["base_model"]),
+            artifact_dir=run_dir / run.meta.get("artifact", "adapter"),
+            method=run.meta.get("method", ""),
+            system_prompt=None,
+        )
+    model = workspace.resolve("model", reference)
+    description = model.meta
+    return ModelRef(
+        name=model.name,
+        version=model.version,
+        run_id=description["run"],
+        base_model=Path(description["base_model"]),
+        artifact_dir=workspace.root / description["artifact"],
+        method=description.get("method", ""),
+        system_prompt=description.get("system_prompt"),
+    )
+
+
+def run_metrics(workspace: Workspace, run: Artifact) -> list[dict[str, Any]]:
+    path = workspace.path_of(run) / "metrics.jsonl"
+    return read_jsonl(path) if path.exists() else []

@@ -1,0 +1,189 @@
+"""SQLite store for artifacts and lineage; the schema changes only through numbered migrations."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tailorlm.registry.migrations import all_migrations
+
+KINDS = ("document", "dataset", "run", "evaluation", "model")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class Artifact:
+    """One row of the registry: a folder (or file) in the workspace with its content hash."""
+
+    id: str
+    kind: str
+    name: str
+    hash: str
+    path: str
+    status: str = "complete"
+    version: str | None = None
+    key: str | None = None
+    created_at: str = field(default_factory=now)
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Artifact:
+        data = dict(row)
+        data["meta"] = json.loads(data["meta"] or "{}")
+        return cls(**data)
+
+
+class Registry:
+    """The workspace's SQLite registry (WAL mode). Opening it applies pending migrations."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+        self._connection.row_factory = sqlite3.Row
+        self._connection.execute("PRAGMA journal_mode=WAL")
+        self._connection.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+
+    def close(self) -> None:
+        self._connection.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self._connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._connection
+        except BaseException:
+            self._connection.execute("ROLLBACK")
+            raise
+        self._connection.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        self._connection.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)"
+        )
+        applied = {row[0] for row in self._connection.execute("SELECT number FROM schema_migrations")}
+        for number, name, module in all_migrations():
+            if number in applied:
+                continue
+            with self.transaction() as connection:
+                for statement in module.SQL.split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute("INSERT INTO schema_migrations VALUES (?, ?, ?)", (number, name, now()))
+
+    @property
+    def schema_version(self) -> int:
+        row = self._connection.execute("SELECT MAX(number) FROM schema_migrations").fetchone()
+        return int(row[0] or 0)
+
+    def execute(self, sql: str, parameters: tuple[Any, ...] = ()) -> sqlite3.Cursor:
+        """Run one statement (for tables added by later migrations, e.g. API keys)."""
+        return self._connection.execute(sql, parameters)
+
+    def add(
+        self, artifact: Artifact, parents: list[str] | tuple[str, ...] = (), relation: str = "input"
+    ) -> Artifact:
+        """Insert (or replace) an artifact row and link it to its parents."""
+        with self.transaction() as connection:
+            connection.execute(
+                "INSERT OR REPLACE INTO artifacts (id, kind, name, version, hash, key, path, status, created_at,"
+                " meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    artifact.id,
+                    artifact.kind,
+                    artifact.name,
+                    artifact.version,
+                    artifact.hash,
+                    artifact.key,
+                    artifact.path,
+                    artifact.status,
+                    artifact.created_at,
+                    json.dumps(artifact.meta, default=str),
+                ),
+            )
+            for parent in dict.fromkeys(parents):
+                connection.execute(
+                    "INSERT OR IGNORE INTO lineage (child_id, parent_id, relation) VALUES (?, ?, ?)",
+                    (artifact.id, parent, relation),
+                )
+        return artifact
+
+    def update(self, artifact_id: str, **changes: Any) -> Artifact:
+        """Change some columns of a row (status, hash, meta...)."""
+        if "meta" in changes:
+            changes["meta"] = json.dumps(changes["meta"], default=str)
+        columns = ", ".join(f"{column} = ?" for column in changes)
+        with self.transaction() as connection:
+            connection.execute(
+                f"UPDATE artifacts SET {columns} WHERE id = ?", (*changes.values(), artifact_id)
+            )
+        return self.get(artifact_id)
+
+    def get(self, artifact_id: str) -> Artifact:
+        row = self._connection.execute("SELECT * FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
+        if row is None:
+            raise KeyError(artifact_id)
+        return Artifact.from_row(row)
+
+    def find(
+        self,
+        kind: str | None = None,
+        *,
+        name: str | None = None,
+        version: str | None = None,
+        key: str | None = None,
+        hash: str | None = None,
+        status: str | None = None,
+    ) -> list[Artifact]:
+        """Rows matching every given column, newest first."""
+        clauses, parameters = [], []
+        for column, value in (
+            ("kind", kind),
+            ("name", name),
+            ("version", version),
+            ("key", key),
+            ("hash", hash),
+            ("status", status),
+        ):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                parameters.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._connection.execute(
+            f"SELECT * FROM artifacts {where} ORDER BY created_at DESC, rowid DESC", parameters
+        )
+        return [Artifact.from_row(row) for row in rows]
+
+    def parents(self, artifact_id: str) -> list[Artifact]:
+        rows = self._connection.execute(
+            "SELECT a.* FROM artifacts a JOIN lineage l ON l.parent_id = a.id WHERE l.child_id = ?",
+            (artifact_id,),
+        )
+        return [Artifact.from_row(row) for row in rows]
+
+    def children(self, artifact_id: str) -> list[Artifact]:
+        rows = self._connection.execute(
+            "SELECT a.* FROM artifacts a JOIN lineage l ON l.child_id = a.id WHERE l.parent_id = ?",
+            (artifact_id,),
+        )
+        return [Artifact.from_row(row) for row in rows]
+
+    def lineage(self, artifact_id: str) -> list[Artifact]:
+        """Every ancestor of an artifact, nearest first (so a model traces back to its files)."""
+        seen: dict[str, Artifact] = {}
+        frontier = [artifact_id]
+        while frontier:
+            parents = [p for child in frontier for p in self.parents(child) if p.id not in seen]
+            for parent in parents:
+                seen[parent.id] = parent
+            frontier = [p.id for p in parents]
+        return list(seen.values())

@@ -1,0 +1,145 @@
+"""Load a base model from a local directory and turn it into what a method trains: full weights,
+LoRA, DoRA, or LoRA on a 4-bit NF4 base (QLoRA). Also loads trained runs back for inference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tailorlm.config import LoraSettings
+
+WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+
+
+class ModelDirError(ValueError):
+    """A base model directory that can't be used; the message names what is missing."""
+
+
+def check_model_dir(path: Path) -> Path:
+    """Validate a local model directory: config.json, a tokenizer and weights, named when missing."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ModelDirError(
+            f"base model directory not found: {path} (base_model must be a local directory; nothing is "
+            "downloaded — copy the model there first)"
+        )
+    if not path.is_dir():
+        raise ModelDirError(f"base_model must be a directory, got a file: {path}")
+    missing = []
+    if not (path / "config.json").is_file():
+        missing.append("config.json")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        missing.append("a tokenizer (tokenizer.json or tokenizer.model)")
+    if not any(path.glob(pattern) for pattern in WEIGHT_PATTERNS):
+        missing.append("weights (*.safetensors)")
+    if missing:
+        raise ModelDirError(f"{path} is not a usable model directory: missing {', '.join(missing)}")
+    try:
+        import json
+
+        json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise ModelDirError(f"{path / 'config.json'} is not valid JSON: {error}") from None
+    return path.resolve()
+
+
+def load_tokenizer(path: Path) -> Any:
+    """The model's tokenizer with a chat template (ChatML fallback) and a pad token."""
+    from transformers import AutoTokenizer
+
+    from tailorlm.formats.templates import ensure_chat_template
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as error:  # transformers raises many kinds for a broken tokenizer
+        raise ModelDirError(f"{path}: the tokenizer can't be loaded: {error}") from None
+    ensure_chat_template(tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def torch_dtype(precision: str) -> Any:
+    import torch
+
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision, torch.float32)
+
+
+def load_base_model(path: Path, *, method: str, precision: str, device: str) -> Any:
+    """The base model ready for `method` (4-bit NF4 with double quantization for qlora)."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    # Full fine-tuning keeps fp32 master weights (autocast does the low-precision math); adapters
+    # train in fp32 on top of a frozen base stored in the run's precision.
+    dtype = torch.float32 if method == "full" else torch_dtype(precision)
+    kwargs: dict[str, Any] = {"local_files_only": True, "dtype": dtype}
+    if method == "qlora":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch_dtype(precision),
+        )
+        if device != "cpu":
+            kwargs["device_map"] = {"": 0}
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if method == "qlora":
+        disable_cpu_bf16_repack(model)
+    return model
+
+
+def disable_cpu_bf16_repack(model: Any) -> int:
+    """Known trap: on CPU, bitsandbytes repacks 4-bit weights for an AVX512-BF16 kernel after any
+    no-grad forward (eval, generate); later backward passes then run through a kernel without
+    autograd and LoRA gradients are silently wrong. Turning the repack off on every Linear4bit
+    keeps gradients right. Returns how many layers were changed."""
+    import bitsandbytes as bnb
+
+    count = 0
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
+
+
+def add_adapters(model: Any, method: str, lora: LoraSettings, *, gradient_checkpointing: bool) -> Any:
+    """Wrap the model with LoRA/DoRA adapters (QLoRA: after preparing the 4-bit base)."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if method == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.targets,
+        use_dora=method == "dora",
+        task_type="CAUSAL_LM",
+    )
+    model = get_peft_model(model, config)
+    if method == "qlora":
+        disable_cpu_bf16_repack(model)
+    return model
+
+
+def load_trained(
+    artifact_dir: Path, base_model: Path, *, device: str = "cpu", dtype: Any = None
+) -> tuple[Any, Any]:
+    """A trained run's model for inference: base + adapter (PEFT) or the full weights; and its tokenizer."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    dtype = dtype or torch.float32
+    tokenizer = load_tokenizer(artifact_dir)
+    if (artifact_dir / "adapter_config.json").is_file():
+        from peft import PeftModel
+
+        base = AutoModelForCausalLM.from_pretrained(base_model, local_files_only=True, dtype=dtype)
+        model = PeftModel.from_pretrained(base, artifact_dir)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(artifact_dir, local_files_only=True, dtype=dtype)
+    model.to(device).eval()
+    return model, tokenizer

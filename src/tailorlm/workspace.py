@@ -1,0 +1,198 @@
+"""The workspace on disk and its registry: the only module that knows where artifacts live.
+
+```
+<workspace>/ tailorlm.yaml tailorlm.db audit.jsonl
+  documents/<source-sha256>.jsonl   datasets/<name>/<version>/   runs/<run-id>/
+  evals/<eval-id>/                  models/<name>/<version>/
+```
+Every write is atomic: files go to a temp name, are fsynced and renamed; artifact folders are built
+under a hidden staging name and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tailorlm.audit import AuditLog
+from tailorlm.registry import Artifact, Registry
+
+DEFAULT_WORKSPACE = "tailorlm-workspace"
+PROJECT_FILE = "tailorlm.yaml"
+
+
+class NotFound(LookupError):
+    """An artifact reference that matches nothing in the registry."""
+
+
+# --- atomic writes and hashing -------------------------------------------------------------------
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def atomic_write_jsonl(path: Path, rows: Iterable[Any]) -> int:
+    lines = [json.dumps(row, ensure_ascii=False, default=str) for row in rows]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_tree(path: Path) -> str:
+    """Content hash of a folder: relative names and file contents, in sorted order."""
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(file.relative_to(path).as_posix().encode())
+        digest.update(sha256_file(file).encode())
+    return digest.hexdigest()
+
+
+def stable_hash(data: Any) -> str:
+    """Hash of JSON-serialisable settings (keys sorted), for skip-if-unchanged keys."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+# --- the workspace -------------------------------------------------------------------------------
+
+
+class Workspace:
+    """A workspace folder: artifacts on disk plus the registry and audit log that describe them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).expanduser().resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        for folder in ("documents", "datasets", "runs", "evals", "models"):
+            (self.root / folder).mkdir(exist_ok=True)
+        self.registry = Registry(self.root / "tailorlm.db")
+        self.audit = AuditLog(self.root / "audit.jsonl")
+
+    @classmethod
+    def open(cls, root: Path | str | None = None) -> Workspace:
+        """The workspace at `root`, else `$TAILORLM_WORKSPACE`, else ./tailorlm-workspace."""
+        chosen = root or os.environ.get("TAILORLM_WORKSPACE") or DEFAULT_WORKSPACE
+        return cls(Path(chosen))
+
+    def close(self) -> None:
+        self.registry.close()
+
+    # paths -----------------------------------------------------------------------------------
+    @property
+    def project_file(self) -> Path:
+        return self.root / PROJECT_FILE
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.root / "documents"
+
+    def documents_file(self, source_sha256: str) -> Path:
+        return self.documents_dir / f"{source_sha256}.jsonl"
+
+    def dataset_dir(self, name: str, version: str) -> Path:
+        return self.root / "datasets" / name / version
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.root / "runs" / run_id
+
+    def eval_dir(self, eval_id: str) -> Path:
+        return self.root / "evals" / eval_id
+
+    def model_dir(self, name: str, version: str) -> Path:
+        return self.root / "models" / name / version
+
+    def path_of(self, artifact: Artifact) -> Path:
+        return self.root / artifact.path
+
+    def relative(self, path: Path) -> str:
+        return Path(path).resolve().relative_to(self.root).as_posix()
+
+    @contextmanager
+    def staging(self, final: Path) -> Iterator[Path]:
+        """Build an artifact folder under a hidden name; rename it into place only if the block succeeds."""
+        final.parent.mkdir(parents=True, exist_ok=True)
+        temp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".staging"))
+        try:
+            yield temp
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(temp, final)
+        finally:
+            if temp.exists():
+                shutil.rmtree(temp, ignore_errors=True)
+
+    # registry look-ups ------------------------------------------------------------------------
+    def next_version(self, kind: str, name: str) -> str:
+        versions = [
+            a.version for a in self.registry.find(kind, name=name) if a.version and a.version[1:].isdigit()
+        ]
+        return f"v{max((int(v[1:]) for v in versions), default=0) + 1}"
+
+    def resolve(self, kind: str, reference: str | None = None) -> Artifact:
+        """Find an artifact by id, `name@version`, `name` (latest complete) or, with None, the latest."""
+        registry = self.registry
+        if reference is None:
+            found = registry.find(kind, status="complete")
+        else:
+            try:
+                artifact = registry.get(reference)
+                if artifact.kind == kind:
+                    return artifact
+            except KeyError:
+                pass
+            name, _, version = reference.partition("@")
+            found = registry.find(kind, name=name, version=version or None, status="complete")
+        if not found:
+            known = sorted({f"{a.name}@{a.version}" if a.version else a.id for a in registry.find(kind)})
+            shown = ", ".join(known[:10]) or "none yet"
+            raise NotFound(f"no {kind} matches {reference or '(latest)'}; known: {shown}")
+        return found[0]
+
+    def find_complete(self, kind: str, key: str) -> Artifact | None:
+        """The newest complete artifact built from the same inputs and settings (for skipping)."""
+        for artifact in self.registry.find(kind, key=key, status="complete"):
+            if self.path_of(artifact).exists():
+                return artifact
+        return None
