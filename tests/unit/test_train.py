@@ -78,9 +78,7 @@ def _lora_grads(model_dir: Path, *, eval_first: bool, fix: bool) -> dict[str, to
     batch = _batch(tokenizer, model_dir)
     torch.manual_seed(0)
     model = load_base_model(model_dir, method="qlora", precision="fp32", device="cpu")
-    model = add_adapters(
-        model, "qlora", LoraSettings(r=8, alpha=16, dropout=0.0), gradient_checkpointing=False
-    )
+    model = add_adapters(model, "qlora", LoraSettings(r=8, alpha=16, dropout=0.0), gradient_checkpointing=False)
     for name, parameter in model.named_parameters():  # B starts at zero; make the update non-trivial
         if "lora_B" in name:
             torch.nn.init.normal_(parameter, std=0.02)
