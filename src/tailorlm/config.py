@@ -42,6 +42,9 @@ class Source(Settings):
     instruction: str | None = Field(
         None, description="The instruction put before each input (a sensible default per kind when empty)."
     )
+    skip_invalid: bool = Field(
+        False, description="dataset: skip invalid JSONL lines (counted in the card) instead of refusing the file."
+    )
 
 
 class LoraSettings(Settings):
@@ -63,9 +66,7 @@ class TrainSettings(Settings):
         "auto",
         description="Passes over the training split; `auto` picks from its size (see docs/training.md).",
     )
-    max_steps: int | None = Field(
-        None, gt=0, description="Stop after this many optimizer steps (overrides epochs)."
-    )
+    max_steps: int | None = Field(None, gt=0, description="Stop after this many optimizer steps (overrides epochs).")
     learning_rate: float | None = Field(
         None, gt=0, description="Peak learning rate; default 2e-4 for adapters, 2e-5 for full fine-tuning."
     )
@@ -74,28 +75,18 @@ class TrainSettings(Settings):
     max_length: int = Field(
         1024, gt=8, description="Tokens per example; longer examples are truncated and counted (see the run)."
     )
-    warmup_ratio: float = Field(
-        0.05, ge=0, lt=1, description="Share of steps spent warming up the learning rate."
-    )
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="Share of steps spent warming up the learning rate.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    scheduler: Literal["cosine", "linear", "constant"] = Field(
-        "cosine", description="Learning-rate schedule."
-    )
+    scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="Learning-rate schedule.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: fp32 on CPU, bf16 on GPUs that support it, else fp16."
     )
     gradient_checkpointing: bool | Literal["auto"] = Field(
         "auto", description="Trade compute for memory; auto: on for GPUs with full fine-tuning, off on CPU."
     )
-    group_by_length: bool = Field(
-        True, description="Batch examples of similar length together (less padding)."
-    )
-    lora: LoraSettings = Field(
-        default_factory=LoraSettings, description="Adapter settings (lora/qlora/dora)."
-    )
-    eval_steps: int | None = Field(
-        None, gt=0, description="Validation loss every N steps (default: ~5 per run)."
-    )
+    group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
+    lora: LoraSettings = Field(default_factory=LoraSettings, description="Adapter settings (lora/qlora/dora).")
+    eval_steps: int | None = Field(None, gt=0, description="Validation loss every N steps (default: ~5 per run).")
     save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps (default: ~2 per run).")
     logging_steps: int = Field(5, gt=0, description="Write metrics.jsonl every N steps.")
     seed: int = Field(42, description="Seed for data order, initialisation and dropout.")
@@ -132,9 +123,7 @@ class ChunkSettings(Settings):
 
 
 class SynthesizeSettings(Settings):
-    teacher: str = Field(
-        description="OpenAI-compatible endpoint of a local teacher model (must be allowlisted)."
-    )
+    teacher: str = Field(description="OpenAI-compatible endpoint of a local teacher model (must be allowlisted).")
     model: str | None = Field(None, description="Model name at the endpoint (default: the first it lists).")
     per_chunk: int = Field(3, gt=0, description="Questions asked per document chunk.")
     api_key_env: str | None = Field(None, description="Environment variable holding the endpoint's API key.")
@@ -149,9 +138,7 @@ class PrepareSettings(Settings):
     dedup: DedupSettings = Field(default_factory=DedupSettings, description="Duplicate removal.")
     split: SplitSettings = Field(default_factory=SplitSettings, description="Train/val/test split.")
     chunk: ChunkSettings = Field(default_factory=ChunkSettings, description="Document chunking.")
-    synthesize: SynthesizeSettings | None = Field(
-        None, description="Synthetic Q&A from documents (optional)."
-    )
+    synthesize: SynthesizeSettings | None = Field(None, description="Synthetic Q&A from documents (optional).")
     min_chars: int = Field(2, ge=0, description="Drop examples whose answer/text is shorter than this.")
 
 
@@ -166,9 +153,7 @@ class EvaluateSettings(Settings):
     max_new_tokens: int = Field(128, gt=0, description="Generation budget per case.")
     batch_size: int = Field(16, gt=0, description="Cases generated together.")
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N test cases.")
-    few_shot_k: int = Field(
-        3, ge=0, description="Examples from the train split shown to the few_shot baseline."
-    )
+    few_shot_k: int = Field(3, ge=0, description="Examples from the train split shown to the few_shot baseline.")
     rag_k: int = Field(3, gt=0, description="Chunks retrieved for the rag baseline.")
 
 
@@ -179,21 +164,13 @@ class ServeSettings(Settings):
 
 class Project(Settings):
     project: str = Field(description="Project name; also the default dataset and model name.")
-    base_model: Path = Field(
-        description="Local directory of the base model (config.json, tokenizer, weights)."
-    )
-    task: Task = Field(
-        "chat", description="What the model learns: chat, classify, extract, generate, or cpt."
-    )
-    system_prompt: str | None = Field(
-        None, description="System prompt used in training, evaluation and serving."
-    )
+    base_model: Path = Field(description="Local directory of the base model (config.json, tokenizer, weights).")
+    task: Task = Field("chat", description="What the model learns: chat, classify, extract, generate, or cpt.")
+    system_prompt: str | None = Field(None, description="System prompt used in training, evaluation and serving.")
     sources: list[Source] = Field(default_factory=list, description="Company data to ingest and prepare.")
     prepare: PrepareSettings = Field(default_factory=PrepareSettings, description="Data preparation.")
     train: TrainSettings = Field(default_factory=TrainSettings, description="Fine-tuning.")
-    evaluate: EvaluateSettings = Field(
-        default_factory=EvaluateSettings, description="Evaluation and the gate."
-    )
+    evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings, description="Evaluation and the gate.")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="The OpenAI-compatible server.")
     allow_hosts: list[str] = Field(
         default_factory=list, description="Hosts that may be reached besides loopback (teacher, judge)."

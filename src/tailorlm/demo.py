@@ -7,8 +7,9 @@ quickstart says so plainly. Hidden sizes are multiples of 64.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from tailorlm.formats.templates import CHATML_TEMPLATE
 
@@ -52,8 +53,11 @@ def build_demo_model(
     vocab_size: int = 4096,
     max_positions: int = 1024,
     seed: int = 0,
+    pretrain_steps: int = 0,
+    say: Callable[..., None] = lambda *_: None,
 ) -> Path:
-    """Write a randomly initialised Llama model and its tokenizer to `output_dir`."""
+    """Write a Llama model and its tokenizer to `output_dir`: random weights, then optionally
+    `pretrain_steps` of plain language-model training on `texts` so the demo starts with some words."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -61,6 +65,7 @@ def build_demo_model(
         raise ValueError("hidden sizes must be multiples of 64")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    texts = list(texts)
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -79,6 +84,32 @@ def build_demo_model(
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
+    if pretrain_steps:
+        say(f"Pretraining the demo model for {pretrain_steps} steps on {len(texts)} texts...")
+        pretrain(model, tokenizer, texts, steps=pretrain_steps, seed=seed)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
+
+
+def pretrain(model: Any, tokenizer: Any, texts: list[str], *, steps: int, block: int = 256, seed: int = 0) -> None:
+    """Full-weight causal-LM training on `texts` cut into blocks (the demo model's 'pretraining')."""
+    import torch
+
+    ids: list[int] = []
+    for text in texts:
+        ids.extend(tokenizer(text)["input_ids"] + [tokenizer.eos_token_id])
+    blocks = torch.tensor(ids[: len(ids) // block * block]).view(-1, block)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1)
+    model.train()
+    for _ in range(steps):
+        batch = blocks[torch.randint(len(blocks), (8,), generator=generator)]
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad()
+    model.eval()

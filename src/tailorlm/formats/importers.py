@@ -164,9 +164,7 @@ def read_examples(path: Path, *, skip_invalid: bool = False) -> ImportResult:
     if result.errors and not skip_invalid:
         shown = "\n  ".join(result.errors[:20])
         more = f"\n  ... and {len(result.errors) - 20} more" if len(result.errors) > 20 else ""
-        raise DatasetError(
-            f"{len(result.errors)} invalid line(s); fix them or pass --skip-invalid:\n  {shown}{more}"
-        )
+        raise DatasetError(f"{len(result.errors)} invalid line(s); fix them or pass --skip-invalid:\n  {shown}{more}")
     if not result.examples:
         raise DatasetError(f"{path}: no examples found (the file is empty or every line is invalid)")
     return result

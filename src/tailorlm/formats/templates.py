@@ -52,17 +52,22 @@ def _fold_system(messages: list[dict[str, str]]) -> list[dict[str, str]]:
 
 
 def render(tokenizer: Any, messages: Sequence[dict[str, str]], *, add_generation_prompt: bool = False) -> str:
-    """Render messages with the tokenizer's template (system folded into the user turn if refused)."""
+    """Render messages with the tokenizer's template. A system prompt the template refuses (Gemma) or
+    silently drops (Mistral v0.3) is folded into the first user turn instead of being lost."""
     ensure_chat_template(tokenizer)
     messages = [dict(m) for m in messages]
+    has_system = bool(messages) and messages[0]["role"] == "system" and bool(messages[0]["content"].strip())
     try:
-        return tokenizer.apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=add_generation_prompt
-        )
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
     except Exception as error:  # jinja raises TemplateError via raise_exception()
-        if messages and messages[0]["role"] == "system" and "system" in str(error).lower():
+        if has_system and "system" in str(error).lower():
             return render(tokenizer, _fold_system(messages), add_generation_prompt=add_generation_prompt)
         raise TemplateError(f"the chat template can't render these messages: {error}") from None
+    if has_system and messages[0]["content"] not in text:
+        # Some templates silently drop the system prompt (Mistral v0.3 unless the last turn is the user's):
+        # keep it by folding it into the first user turn rather than training without it.
+        return render(tokenizer, _fold_system(messages), add_generation_prompt=add_generation_prompt)
+    return text
 
 
 def assistant_spans(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple[str, list[tuple[int, int]]]:
@@ -83,6 +88,8 @@ def assistant_spans(tokenizer: Any, messages: Sequence[dict[str, str]]) -> tuple
             if start < 0:
                 raise TemplateError(f"assistant turn {index} is not found in the rendered conversation")
             end = start + len(message["content"])
+            while start > cursor and full[start - 1] == " ":  # SentencePiece joins the space to the word
+                start -= 1
             for marker in (getattr(tokenizer, "eos_token", None), *END_OF_TURN):
                 if marker and full.startswith(marker, end):
                     end += len(marker)
@@ -97,6 +104,7 @@ class Tokenized:
     input_ids: list[int]
     labels: list[int]  # -100 where no loss is computed
     truncated: bool
+    pieces: list[str] | None = None  # each token's exact text in the rendering (for `data inspect`)
 
     @property
     def trained_tokens(self) -> int:
@@ -107,37 +115,50 @@ def tokenize_example(tokenizer: Any, example: Example, max_length: int) -> Token
     """Token ids and labels exactly as training sees them (assistant-only loss for chat examples)."""
     eos_id = tokenizer.eos_token_id
     if example.messages is None:  # continued pretraining: every token is trained
-        ids = tokenizer(example.text, add_special_tokens=True)["input_ids"]
-        if eos_id is not None and (not ids or ids[-1] != eos_id):
-            ids.append(eos_id)
-        labels = list(ids)
-    else:
-        full, spans = assistant_spans(tokenizer, [m.model_dump() for m in example.messages])
-        encoded = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+        text = example.text or ""
+        encoded = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
         ids = list(encoded["input_ids"])
-        labels = []
-        for token_id, (start, _end) in zip(ids, encoded["offset_mapping"], strict=True):
-            inside = any(span_start <= start < span_end for span_start, span_end in spans)
-            labels.append(token_id if inside else -100)
-        trained = [i for i, label in enumerate(labels) if label != -100]
-        if eos_id is not None and trained and eos_id not in [ids[i] for i in trained[-3:]]:
-            ids.append(eos_id)
-            labels.append(eos_id)
+        labels = list(ids)
+        spans: list[tuple[int, int]] = []
+    else:
+        text, spans = assistant_spans(tokenizer, [m.model_dump() for m in example.messages])
+        encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = list(encoded["input_ids"])
+        labels = [
+            token_id if any(start <= begin < end for start, end in spans) else -100
+            for token_id, (begin, _) in zip(ids, encoded["offset_mapping"], strict=True)
+        ]
+    pieces = _pieces(text, [begin for begin, _ in encoded["offset_mapping"]])
+    trained = [i for i, label in enumerate(labels) if label != -100]
+    needs_eos = not spans or bool(trained)
+    if eos_id is not None and needs_eos and eos_id not in [ids[i] for i in trained[-3:]]:
+        ids.append(eos_id)
+        labels.append(eos_id)
+        pieces.append(tokenizer.eos_token)
     truncated = len(ids) > max_length
-    return Tokenized(ids[:max_length], labels[:max_length], truncated)
+    return Tokenized(ids[:max_length], labels[:max_length], truncated, pieces[:max_length])
+
+
+def _pieces(text: str, starts: list[int]) -> list[str]:
+    """Each token's slice of the text, gaps included, so the pieces join back to the text exactly
+    (decoding tokens one by one loses SentencePiece's spaces)."""
+    bounds = [*starts[1:], len(text)]
+    pieces = [text[start:end] for start, end in zip(starts, bounds, strict=True)]
+    if starts:
+        pieces[0] = text[: bounds[0]]
+    return pieces
 
 
 def inspect_segments(tokenizer: Any, example: Example, max_length: int) -> list[tuple[str, bool]]:
-    """The example as decoded text segments, each marked trained (True) or masked (False)."""
+    """The example as text segments exactly as tokenised, each marked trained (True) or masked (False)."""
     tokenized = tokenize_example(tokenizer, example, max_length)
     segments: list[tuple[str, bool]] = []
-    for token_id, label in zip(tokenized.input_ids, tokenized.labels, strict=True):
-        text = tokenizer.decode([token_id], skip_special_tokens=False)
+    for piece, label in zip(tokenized.pieces or [], tokenized.labels, strict=True):
         trained = label != -100
         if segments and segments[-1][1] == trained:
-            segments[-1] = (segments[-1][0] + text, trained)
+            segments[-1] = (segments[-1][0] + piece, trained)
         else:
-            segments.append((text, trained))
+            segments.append((piece, trained))
     return segments
 
 

@@ -1,0 +1,40 @@
+# TailorLM — the two commands: `make demo` (set up, run the quickstart) and `make test`.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+# torch is pinned in constraints.txt: an unpinned install pulls a multi-GB CUDA build.
+PIP := $(PY) -m pip install -c constraints.txt $(if $(wildcard /opt/wheels),--find-links /opt/wheels,)
+WORKSPACE ?= tailorlm-workspace
+
+.PHONY: install demo test check lint format bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=24"
+	$(PIP) -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install  ## the quickstart: ingest → prepare → train → evaluate → register on the sample company
+	$(VENV)/bin/tailorlm quickstart --workspace $(WORKSPACE)
+
+test: install  ## every test: unit and integration
+	$(PY) -m pytest -q
+
+check: install lint  ## lint and the fast unit tests
+	$(PY) -m pytest -q -m "not integration"
+
+lint: install
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+format: install
+	$(VENV)/bin/ruff format src tests benchmarks
+	$(VENV)/bin/ruff check --fix src tests benchmarks
+
+bench: install  ## speed and memory against baselines (see docs/benchmarks.md)
+	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(WORKSPACE) .pytest_cache .ruff_cache
