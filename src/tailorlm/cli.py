@@ -225,7 +225,7 @@ def train(
     if data is not None:
         from tailorlm.datasets import import_dataset
 
-        imported = import_dataset(ws, data, name=(proj.dataset_name if proj else data.stem), skip_invalid=skip_invalid)
+        imported = import_dataset(ws, data, project=proj, skip_invalid=skip_invalid)
         dataset = imported.id
         if imported.meta.get("skipped_lines"):
             console.print(f"[yellow]skipped {imported.meta['skipped_lines']} invalid line(s) of {data}[/]")
@@ -529,8 +529,9 @@ def data_import(
     file: Annotated[
         Path, typer.Argument(help="JSONL in messages, alpaca, sharegpt, prompt/completion or text format.")
     ],
-    name: Annotated[str, typer.Option(help="Dataset name.")],
+    name: Annotated[str | None, typer.Option(help="Dataset name (default: the project's dataset).")] = None,
     workspace: WorkspaceOption = None,
+    project: ProjectOption = None,
     skip_invalid: Annotated[
         bool, typer.Option(help="Skip invalid lines (counted and recorded) instead of refusing.")
     ] = False,
@@ -538,7 +539,8 @@ def data_import(
     """Import an existing JSONL dataset as a new dataset version (split into train/val/test)."""
     from tailorlm.datasets import import_dataset
 
-    artifact = import_dataset(_workspace(workspace), file, name=name, skip_invalid=skip_invalid)
+    ws = _workspace(workspace)
+    artifact = import_dataset(ws, file, project=_project(ws, project), name=name, skip_invalid=skip_invalid)
     console.print(f"Imported [bold]{artifact.name}@{artifact.version}[/]: {artifact.meta.get('counts')}")
     if artifact.meta.get("skipped_lines"):
         console.print(f"[yellow]skipped {artifact.meta['skipped_lines']} invalid line(s)[/]")

@@ -235,3 +235,44 @@ def dump_project(project: Project) -> str:
     """The project as YAML (relative paths kept as written)."""
     data = project.model_dump(mode="json", exclude_none=True)
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def reference_markdown() -> str:
+    """The project-file reference (docs/project-file.md), generated from the field descriptions."""
+    from typing import get_args, get_origin
+
+    lines = [
+        "# The project file `tailorlm.yaml`",
+        "",
+        "Generated from `src/tailorlm/config.py` by `python -m tailorlm.config`; the descriptions are the",
+        "code's own. Unknown keys are errors; `tailorlm validate FILE` names every bad field.",
+        "",
+    ]
+
+    def section(model: type[BaseModel], prefix: str) -> None:
+        nested: list[tuple[type[BaseModel], str]] = []
+        lines.extend([f"## `{prefix or 'top level'}`", "", "| field | default | description |", "|---|---|---|"])
+        for name, info in model.model_fields.items():
+            if info.exclude:
+                continue
+            default = (
+                "required"
+                if info.is_required()
+                else ("(see below)" if info.default_factory is not None else repr(info.default))
+            )
+            lines.append(f"| `{name}` | {default} | {info.description or ''} |")
+            is_list = get_origin(info.annotation) is list
+            for candidate in (info.annotation, *get_args(info.annotation)):
+                if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                    path = f"{prefix}.{name}" if prefix else name
+                    nested.append((candidate, path + ("[]" if is_list else "")))
+        lines.append("")
+        for child, child_prefix in nested:
+            section(child, child_prefix)
+
+    section(Project, "")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(reference_markdown())
