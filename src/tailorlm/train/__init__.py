@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from tailorlm.config import Project, TrainSettings
-from tailorlm.formats.examples import Example
+from tailorlm.prepare import load_split
 from tailorlm.registry import Artifact
 from tailorlm.train.data import EmptyDatasetError, tokenize_split
 from tailorlm.train.model import check_model_dir, load_tokenizer
@@ -45,11 +45,6 @@ class TrainResult:
 
     def metrics_rows(self) -> list[dict[str, Any]]:
         return read_jsonl(self.run_dir / "metrics.jsonl") if (self.run_dir / "metrics.jsonl").exists() else []
-
-
-def load_split(workspace: Workspace, dataset: Artifact, split: str) -> list[Example]:
-    path = workspace.path_of(dataset) / f"{split}.jsonl"
-    return [Example.model_validate(row) for row in read_jsonl(path)] if path.exists() else []
 
 
 def train(
