@@ -1,0 +1,93 @@
+"""The `table` recipe: table rows → classification or extraction chat examples.
+
+* With `source.label`: classification. The user turn is the instruction, listing the label set
+  (computed from the data, sorted), then the `source.input` cell; the assistant answers with the
+  label, which is also kept as `Example.label` for metrics and stratified splits.
+* With `source.fields` instead: extraction of those columns as JSON, as in the `extraction` recipe
+  (assistant = JSON with sorted keys, `meta.fields`).
+
+`source.instruction` replaces the default instruction; `{labels}` (or `{schema}`, `{fields}`) in it is
+filled in. Each row is its own `source` (`tickets.csv#row 12`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from tailorlm.config import Project, Source
+from tailorlm.formats.examples import Example
+from tailorlm.ingest.document import Document
+from tailorlm.prepare.recipes import (
+    RecipeError,
+    RecipeOutput,
+    Skipped,
+    file_label,
+    recipe,
+    require_columns,
+    source_ref,
+    text_of,
+)
+from tailorlm.prepare.recipes.extraction import json_examples
+
+DEFAULT_INSTRUCTION = "Classify the following text into one of: {labels}. Answer with the label only."
+
+
+@recipe("table")
+def table(documents: Sequence[Document], source: Source, project: Project) -> RecipeOutput:
+    """Yield one example per row: input → label, or input → JSON of `source.fields`."""
+    if not source.input:
+        raise RecipeError(f"{source.path}: a table source needs `input:` (the column holding the text)")
+    if source.label:
+        yield from _classification(documents, source, project)
+    elif source.fields:
+        yield from _extraction(documents, source, project)
+    else:
+        raise RecipeError(
+            f"{source.path}: a table source needs `label:` (the column to classify into) or `fields:` "
+            "(the columns to extract as JSON)"
+        )
+
+
+def _classification(documents: Sequence[Document], source: Source, project: Project) -> RecipeOutput:
+    assert source.input and source.label
+    require_columns(documents, {"input": source.input, "label": source.label}, project)
+    rows: list[tuple[Document, str, str]] = []
+    for document in documents:
+        text, label = text_of(document.fields.get(source.input)), text_of(document.fields.get(source.label))
+        if not text:
+            yield Skipped("empty input", source_ref(document, project))
+        elif not label:
+            yield Skipped("missing label", source_ref(document, project))
+        else:
+            rows.append((document, text, label))
+    labels = sorted({label for _, _, label in rows})
+    instruction = (source.instruction or DEFAULT_INSTRUCTION).replace("{labels}", ", ".join(labels))
+    for document, text, label in rows:
+        yield Example.chat(
+            system=project.system_prompt,
+            user=f"{instruction}\n\n{text}",
+            assistant=label,
+            label=label,
+            source=source_ref(document, project),
+            meta={"file": file_label(document, project)},
+        )
+
+
+def _extraction(documents: Sequence[Document], source: Source, project: Project) -> RecipeOutput:
+    assert source.input and source.fields
+    require_columns(
+        documents,
+        {"input": source.input, **{f"fields[{i}]": f for i, f in enumerate(source.fields)}},
+        project,
+    )
+    records = []
+    for document in documents:
+        text = text_of(document.fields.get(source.input))
+        if not text:
+            yield Skipped("empty input", source_ref(document, project))
+            continue
+        gold = {
+            name: document.fields.get(name) if text_of(document.fields.get(name)) else None for name in source.fields
+        }
+        records.append((document, text, gold))
+    yield from json_examples(records, source, project)
