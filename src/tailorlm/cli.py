@@ -365,11 +365,12 @@ def quickstart(
     base_model: Annotated[
         Path | None, typer.Option(help="A local model directory (default: build a small demo model).")
     ] = None,
+    smoke: Annotated[bool, typer.Option(help="A one-minute run with a tiny model, to check an installation.")] = False,
 ) -> None:
     """The whole journey on the bundled sample company: ingest → prepare → train → eval → register."""
     from tailorlm.quickstart import run_quickstart
 
-    run_quickstart(_workspace(workspace), base_model=base_model, say=console.print)
+    run_quickstart(_workspace(workspace), base_model=base_model, smoke=smoke, say=console.print)
 
 
 # --- lists and lineage -------------------------------------------------------------------------------
@@ -621,3 +622,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -34,6 +34,12 @@ DEMO_TRAIN = {
 }
 DEMO_EVALUATE = {"max_new_tokens": 64, "limit": 24}
 PRETRAIN_STEPS = 300
+DEMO_MODEL = {"hidden_size": 256, "layers": 4, "heads": 4, "intermediate_size": 704, "vocab_size": 4096}
+
+# `--smoke`: the same journey in about a minute with a tiny model, to check an installation (and in tests).
+SMOKE_TRAIN = {**DEMO_TRAIN, "epochs": 1, "max_steps": 12, "lora": {"r": 8, "alpha": 16, "dropout": 0.0}}
+SMOKE_EVALUATE = {"max_new_tokens": 16, "limit": 6, "few_shot_k": 1, "rag_k": 1}
+SMOKE_MODEL = {"hidden_size": 64, "layers": 2, "heads": 2, "intermediate_size": 128, "vocab_size": 1024}
 
 
 def example_dir() -> Path:
@@ -55,13 +61,14 @@ def run_quickstart(
     workspace: Workspace,
     *,
     base_model: Path | None = None,
+    smoke: bool = False,
     say: Callable[..., None] = print,
 ) -> PipelineResult:
     source = example_dir()
     project_data: dict[str, Any] = yaml.safe_load((source / "tailorlm.yaml").read_text(encoding="utf-8"))
     project_data["sources"] = [{**s, "path": str((source / s["path"]).resolve())} for s in project_data["sources"]]
     if base_model is None:
-        base_model = workspace.root / "base-models" / "acme-demo"
+        base_model = workspace.root / "base-models" / ("acme-smoke" if smoke else "acme-demo")
         say(
             "[yellow]No --base-model given: using a small DEMO model built on this machine[/] (random weights "
             "and ~1 minute of pretraining on the sample documents). Its answers show the mechanics, not the "
@@ -72,9 +79,15 @@ def run_quickstart(
 
             if base_model.exists():
                 shutil.rmtree(base_model)
-            build_demo_model(base_model, corpus_texts(source), pretrain_steps=PRETRAIN_STEPS, say=say)
-        project_data["train"] = {**project_data.get("train", {}), **DEMO_TRAIN}
-        project_data["evaluate"] = {**project_data.get("evaluate", {}), **DEMO_EVALUATE}
+            build_demo_model(
+                base_model,
+                corpus_texts(source),
+                pretrain_steps=0 if smoke else PRETRAIN_STEPS,
+                say=say,
+                **(SMOKE_MODEL if smoke else DEMO_MODEL),
+            )
+        project_data["train"] = {**project_data.get("train", {}), **(SMOKE_TRAIN if smoke else DEMO_TRAIN)}
+        project_data["evaluate"] = {**project_data.get("evaluate", {}), **(SMOKE_EVALUATE if smoke else DEMO_EVALUATE)}
     project_data["base_model"] = str(Path(base_model).resolve())
     atomic_write_text(workspace.project_file, yaml.safe_dump(project_data, sort_keys=False, allow_unicode=True))
     project = load_project(workspace.project_file)

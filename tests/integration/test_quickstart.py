@@ -1,0 +1,92 @@
+"""The journey end to end through the real CLI: `tailorlm quickstart --smoke` on the sample company, then
+the verbs a user runs next against the same workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def tailorlm(*args: str, cwd: Path | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "tailorlm.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"tailorlm {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def journey(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    workspace = tmp_path_factory.mktemp("quickstart") / "ws"
+    result = tailorlm("quickstart", "--smoke", "--workspace", str(workspace))
+    return workspace, result.stdout
+
+
+def test_quickstart_runs_every_stage(journey):
+    workspace, output = journey
+    assert "DEMO model" in output
+    for stage in ("1/4 prepare", "2/4 train", "3/4 evaluate", "4/4 register"):
+        assert stage in output
+    assert f"tailorlm serve --workspace {workspace}" in output
+    summary = json.loads(next((workspace / "evals").glob("*/summary.json")).read_text())
+    candidates = json.dumps(summary)
+    for candidate in ("base", "few_shot", "rag"):
+        assert candidate in candidates
+    assert next((workspace / "evals").glob("*/report.html")).stat().st_size > 1000
+    assert list((workspace / "models").glob("acme-support/v1/model.json"))
+
+
+def test_run_again_skips_unchanged_stages(journey):
+    workspace, _ = journey
+    output = tailorlm("run", "--workspace", str(workspace)).stdout
+    assert "(unchanged)" in output
+    assert output.count("(unchanged)") >= 2  # dataset and run
+
+
+def test_lists_lineage_and_audit(journey):
+    workspace, _ = journey
+    runs = tailorlm("runs", "--workspace", str(workspace)).stdout
+    assert "complete" in runs and "lora" in runs
+    models = tailorlm("models", "--workspace", str(workspace)).stdout
+    assert "acme-support@v1" in models
+    lineage = tailorlm("lineage", "model-acme-support-v1", "--workspace", str(workspace)).stdout
+    assert "faq.csv" in lineage and "support.mbox" in lineage and "dataset" in lineage
+    audit = tailorlm("audit", "--workspace", str(workspace)).stdout
+    assert "audit chain intact" in audit
+
+
+def test_data_inspect_marks_trained_tokens(journey):
+    workspace, _ = journey
+    output = tailorlm("data", "inspect", "acme-support", "--workspace", str(workspace), "-n", "1").stdout
+    assert "trained (loss)" in output and "<|im_start|>assistant" in output
+
+
+def test_validate_names_the_bad_field(tmp_path):
+    bad = tmp_path / "tailorlm.yaml"
+    bad.write_text("project: x\nbase_model: /nowhere\ntrain: {method: sft}\n")
+    result = tailorlm("validate", str(bad), check=False)
+    assert result.returncode == 1 and "train.method" in result.stderr
+
+
+def test_train_without_model_dir_is_one_clear_error(journey, tmp_path):
+    workspace, _ = journey
+    project = tmp_path / "p.yaml"
+    project.write_text(f"project: acme-support\nbase_model: {tmp_path / 'missing'}\n")
+    result = tailorlm("train", "--workspace", str(workspace), "--project", str(project), check=False)
+    assert result.returncode == 1
+    assert "base model directory not found" in result.stderr and "Traceback" not in result.stderr
