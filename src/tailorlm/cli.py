@@ -290,12 +290,12 @@ def eval_(
 
     ws = _workspace(workspace)
     if compare:
-        console.print(ev.compare_table(ev.compare(ws, compare[0], compare[1])))
+        console.print(_table(*ev.compare(ws, compare[0], compare[1]).table()))
         return
     result = ev.evaluate(
         ws, _project(ws, project), runs=run, cases_file=cases, baselines=baseline, endpoints=endpoint, gate=gate
     )
-    console.print(ev.summary_table(result.summary))
+    console.print(_table(*ev.summary_table(result.summary)))
     console.print(f"Report: {result.path / 'report.html'}")
     if result.gate is not None:
         if result.gate.passed:
@@ -394,6 +394,13 @@ def runs(workspace: WorkspaceOption = None) -> None:
             run.created_at,
         )
     console.print(table)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> Table:
+    table = Table(*headers)
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    return table
 
 
 def _fmt(value: Any) -> str:

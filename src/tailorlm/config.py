@@ -142,6 +142,17 @@ class PrepareSettings(Settings):
     min_chars: int = Field(2, ge=0, description="Drop examples whose answer/text is shorter than this.")
 
 
+class JudgeSettings(Settings):
+    endpoint: str = Field(description="OpenAI-compatible base URL of a local judge model (loopback or allow_hosts).")
+    model: str | None = Field(None, description="Model name at the endpoint (default: the first it lists).")
+    api_key_env: str | None = Field(None, description="Environment variable holding the endpoint's API key.")
+    rubric: str | None = Field(None, description="Default rubric for cases without their own (1-5 scores).")
+    max_tokens: int = Field(64, gt=0, description="Reply budget per judgement.")
+    human_labels: Path | None = Field(
+        None, description="A human-labelled set; the judge's agreement with it (Cohen's kappa) is reported."
+    )
+
+
 class EvaluateSettings(Settings):
     baselines: list[Literal["base", "few_shot", "rag"]] = Field(
         default_factory=lambda: ["base"], description="Candidates compared with the fine-tuned model."
@@ -155,6 +166,10 @@ class EvaluateSettings(Settings):
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N test cases.")
     few_shot_k: int = Field(3, ge=0, description="Examples from the train split shown to the few_shot baseline.")
     rag_k: int = Field(3, gt=0, description="Chunks retrieved for the rag baseline.")
+    rag_embedding_model: Path | None = Field(
+        None, description="Local sentence-transformers model directory: dense retrieval for rag instead of BM25."
+    )
+    judge: JudgeSettings | None = Field(None, description="An LLM judge: rubric scores and pairwise wins.")
 
 
 class ServeSettings(Settings):

@@ -33,10 +33,8 @@ class ModelRef:
 
 
 def latest_evaluation(workspace: Workspace, run_id: str) -> Artifact | None:
-    evaluations = [
-        a for a in workspace.registry.children(run_id) if a.kind == "evaluation" and a.status == "complete"
-    ]
-    return max(evaluations, key=lambda a: a.created_at, default=None)
+    evaluations = [a for a in workspace.registry.children(run_id) if a.kind == "evaluation" and a.status == "complete"]
+    return evaluations[-1] if evaluations else None  # children come oldest first
 
 
 def register(
@@ -51,7 +49,8 @@ def register(
     unless `force` (which is recorded in the audit log with the user)."""
     run_artifact = workspace.resolve("run", run)
     evaluation = latest_evaluation(workspace, run_artifact.id)
-    gate = (evaluation.meta.get("gate") if evaluation else None) or {}
+    meta = evaluation.meta if evaluation else {}
+    gate = meta.get("gates", {}).get(run_artifact.id) or meta.get("gate") or {}  # per run when several compared
     if gate and not gate.get("passed", True):
         unmet = ", ".join(gate.get("unmet", [])) or "objectives"
         if not force:

@@ -4,6 +4,7 @@
 <workspace>/ tailorlm.yaml tailorlm.db audit.jsonl
   documents/<source-sha256>.jsonl   datasets/<name>/<version>/   runs/<run-id>/
   evals/<eval-id>/                  models/<name>/<version>/
+  exports/<model>/                  cache/ (safe to delete)
 ```
 Every write is atomic: files go to a temp name, are fsynced and renamed; artifact folders are built
 under a hidden staging name and renamed into place only when complete.
@@ -142,6 +143,16 @@ class Workspace:
 
     def model_dir(self, name: str, version: str) -> Path:
         return self.root / "models" / name / version
+
+    def export_dir(self, name: str) -> Path:
+        return self.root / "exports" / name
+
+    @property
+    def cache_dir(self) -> Path:
+        """Caches that can be deleted at any time (generations, judge verdicts)."""
+        path = self.root / "cache"
+        path.mkdir(exist_ok=True)
+        return path
 
     def path_of(self, artifact: Artifact) -> Path:
         return self.root / artifact.path

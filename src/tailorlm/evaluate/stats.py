@@ -51,9 +51,7 @@ def bootstrap_mean_ci(
     rows = max(1, _CHUNK_ENTRIES // values.size)
     means = np.concatenate(
         [
-            values[rng.integers(0, values.size, size=(min(rows, n_resamples - start), values.size))].mean(
-                axis=1
-            )
+            values[rng.integers(0, values.size, size=(min(rows, n_resamples - start), values.size))].mean(axis=1)
             for start in range(0, n_resamples, rows)
         ]
     )
@@ -156,9 +154,7 @@ def paired_comparison(
         seed: Seed of the resampling.
     """
     if len(per_item_a) != len(per_item_b):
-        raise ValueError(
-            f"paired comparison needs aligned scores (got {len(per_item_a)} and {len(per_item_b)})"
-        )
+        raise ValueError(f"paired comparison needs aligned scores (got {len(per_item_a)} and {len(per_item_b)})")
     pairs = [
         (i, a, b)
         for i, (a, b) in enumerate(zip(per_item_a, per_item_b, strict=True))

@@ -172,7 +172,8 @@ class Registry:
 
     def children(self, artifact_id: str) -> list[Artifact]:
         rows = self._connection.execute(
-            "SELECT a.* FROM artifacts a JOIN lineage l ON l.child_id = a.id WHERE l.parent_id = ?",
+            "SELECT a.* FROM artifacts a JOIN lineage l ON l.child_id = a.id WHERE l.parent_id = ?"
+            " ORDER BY a.created_at, a.rowid",
             (artifact_id,),
         )
         return [Artifact.from_row(row) for row in rows]

@@ -1,0 +1,383 @@
+"""The `evaluate` verb, top to bottom: plan the suite → generate → score → judge → gate → write.
+
+    result = evaluate(workspace, project, run="run-...", gate=True)
+    result.summary["scores"]["finetuned"]["rouge_l"]   # {"value": 0.41, "ci": [0.35, 0.47], "n": 120}
+    result.gate.passed
+
+The evaluation is a registry row (`kind="evaluation"`) created `running` once the suite is valid,
+and `complete` only when `evals/<id>/` (results.jsonl, summary.json, report.html) has been renamed
+into place; any error marks it `failed` and leaves no folder.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tailorlm.config import Project
+from tailorlm.evaluate.cache import GenerationCache
+from tailorlm.evaluate.failures import analyse, diagnose
+from tailorlm.evaluate.gate import GateResult, check_gate, combine_gates
+from tailorlm.evaluate.generation import Decoding, Generation, LocalModel, loss_summary
+from tailorlm.evaluate.judge import JudgeConfig, agreement, win_rate
+from tailorlm.evaluate.report import write_evaluation
+from tailorlm.evaluate.scoring import JUDGE_WIN, Score, compact_details, compare_to_reference, finite, score_candidate
+from tailorlm.evaluate.stats import bootstrap_mean_ci
+from tailorlm.evaluate.suite import LOSS_TASKS, Suite, plan_suite
+from tailorlm.offline import enforce
+from tailorlm.registry import Artifact
+from tailorlm.workspace import Workspace, new_id, sha256_file
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class EvaluationResult:
+    """A complete evaluation: the registry row, its folder, the summary and the gate's verdict."""
+
+    evaluation: Artifact
+    path: Path
+    summary: dict[str, Any]
+    gate: GateResult | None
+
+    @property
+    def report(self) -> Path:
+        return self.path / "report.html"
+
+
+def evaluate(
+    workspace: Workspace,
+    project: Project,
+    *,
+    run: str | None = None,
+    runs: list[str] | None = None,
+    dataset: str | None = None,
+    cases_file: Path | None = None,
+    baselines: list[str] | None = None,
+    endpoints: list[str] | None = None,
+    gate: bool = False,
+    progress: Progress | None = None,
+    judge: JudgeConfig | str | None = None,
+    reference: str | None = None,
+) -> EvaluationResult:
+    """Evaluate fine-tuned runs against baselines on the same cases with the same decoding.
+
+    Args:
+        run: A run id or registered model (`name@vN`); `runs` for several. Default: the latest
+            complete run (trained on `dataset` when that is given).
+        dataset: `name`, `name@version` or id; default the run's dataset, else the project's.
+        cases_file: Hand-written cases (`.yaml` or `.jsonl`) added to the test split.
+        baselines: Override `evaluate.baselines` (`base`, `few_shot`, `rag`; `[]` for none).
+        endpoints: OpenAI-compatible URLs (or `NAME=URL`) answering as extra candidates.
+        gate: Require objectives (an error without any); the CLI exits 1 when unmet.
+        progress: Called as `progress(stage, done, total)`.
+        judge: A judge endpoint URL or `JudgeConfig` (default: `evaluate.judge` when the project has it).
+        reference: Candidate the others are compared with item by item (default `base`).
+
+    Raises:
+        EvalError: Anything to fix before it can run; nothing is written then.
+    """
+    enforce(project.allow_hosts)
+    suite = plan_suite(
+        workspace,
+        project,
+        runs=([run] if run else []) + list(runs or []),
+        dataset=dataset,
+        cases_file=cases_file,
+        baselines=baselines,
+        endpoints=endpoints,
+        gate=gate,
+        judge=judge,
+        reference=reference,
+    )
+    eval_id = new_id("eval")
+    final = workspace.eval_dir(eval_id)
+    parents = [r.id for r in suite.runs] + ([suite.dataset.id] if suite.dataset else [])
+    meta: dict[str, Any] = {
+        "candidates": [c.name for c in suite.candidates],
+        "task": suite.task,
+        "cases": len(suite.cases),
+        "runs": [r.id for r in suite.runs],
+        "dataset": suite.dataset.id if suite.dataset else None,
+    }
+    workspace.registry.add(
+        Artifact(
+            id=eval_id,
+            kind="evaluation",
+            name=suite.name,
+            hash="",
+            key=suite.key,
+            path=workspace.relative(final),
+            status="running",
+            meta=meta,
+        ),
+        parents=parents,
+    )
+    cache = GenerationCache.for_workspace(workspace)
+    try:
+        summary, rows, gate_result = _run(suite, project, cache, progress, eval_id)
+        write_evaluation(workspace, final, summary, rows)
+        meta = {
+            **meta,
+            "scores": flat_scores(summary["scores"]),
+            "gate": {"passed": gate_result.passed, "unmet": gate_result.unmet} if gate_result else None,
+            "gates": summary.get("gates"),
+        }
+        artifact = workspace.registry.update(
+            eval_id, status="complete", hash=sha256_file(final / "results.jsonl"), meta=meta
+        )
+    except BaseException as error:
+        status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
+        workspace.registry.update(eval_id, status=status, meta={**meta, "error": str(error)})
+        workspace.audit.append(f"evaluate.{status}", inputs=parents, outputs=[eval_id], error=str(error))
+        raise
+    finally:
+        cache.close()
+        suite.close()
+    workspace.audit.append(
+        "evaluate", inputs=parents, outputs=[eval_id], hash=artifact.hash, gate=meta["gate"], cases=len(suite.cases)
+    )
+    return EvaluationResult(artifact, final, summary, gate_result)
+
+
+def flat_scores(scores: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """`{candidate: {metric: value}}` with only measured values (what `register` and model cards read)."""
+    return {
+        candidate: {name: float(s["value"]) for name, s in metrics.items() if s.get("value") is not None}
+        for candidate, metrics in scores.items()
+    }
+
+
+def _generate(
+    suite: Suite, decoding: Decoding, batch_size: int, cache: GenerationCache, progress: Progress | None
+) -> tuple[dict[str, list[Generation]], dict[str, Any]]:
+    """Every candidate's answers (one model at a time, all its candidates in one batched pass) and
+    each local model's held-out loss on the plain prompts."""
+    outputs: dict[str, list[Generation]] = {}
+    losses: dict[str, Any] = {}
+    n = len(suite.cases)
+    for key, model in suite.models.items():
+        users = [c for c in suite.candidates if c.model == key]
+        conversations = [conv for c in users for conv in suite.conversations[c.name]]
+        answers = model.answer(
+            conversations,
+            decoding,
+            batch_size=batch_size,
+            cache=cache if isinstance(model, LocalModel) else None,
+            progress=progress,
+        )
+        for index, candidate in enumerate(users):
+            outputs[candidate.name] = answers[index * n : (index + 1) * n]
+        plain = next((c for c in users if c.strategy == "plain"), None)
+        if isinstance(model, LocalModel) and suite.task in LOSS_TASKS and plain:
+            items = [
+                (conv, case.expected) for conv, case in zip(suite.conversations[plain.name], suite.cases, strict=True)
+            ]
+            values = model.losses(items, batch_size=batch_size, cache=cache, progress=progress)
+            losses[plain.name] = {
+                "summary": loss_summary(values),
+                "per_item": [v[0] / v[1] if v and v[1] else None for v in values],
+            }
+        model.unload()
+    return outputs, losses
+
+
+def _judge(
+    suite: Suite,
+    outputs: dict[str, list[Generation]],
+    scores: dict[str, dict[str, Score]],
+    rows: dict[tuple[str, str], dict[str, Any]],
+    progress: Progress | None,
+) -> dict[str, Any]:
+    judge = suite.judge
+    assert judge is not None
+    cases = suite.cases
+    questions = ["\n".join(m["content"] for m in c.messages if m["role"] != "system") for c in cases]
+    point: dict[tuple[str, str], int | None] = {}
+    if suite.judge_pointwise:
+        items = [
+            (q, g.text, c.expected, c.rubric)
+            for cand in suite.candidates
+            for q, g, c in zip(questions, outputs[cand.name], cases, strict=True)
+        ]
+        judged = iter(judge.score_many(items, progress=progress))
+        for cand in suite.candidates:
+            per_item: list[float | None] = []
+            for case in cases:
+                result = next(judged)
+                point[(case.id, cand.name)] = result.score
+                rows[(case.id, cand.name)].setdefault("judge", {})["score"] = result.score
+                per_item.append(None if result.score is None else float(result.score))
+            valid = [s for s in per_item if s is not None]
+            scores[cand.name]["judge"] = Score(
+                sum(valid) / len(valid) if valid else float("nan"), bootstrap_mean_ci(valid), per_item, n=len(valid)
+            )
+    verdicts: dict[tuple[str, str, str], str] = {}
+    win_rates: dict[str, dict[str, Any]] = {}
+    for candidate in suite.finetuned():
+        for baseline in suite.judge_pairs:
+            items = [
+                (q, a.text, b.text, c.expected, c.rubric)
+                for q, a, b, c in zip(questions, outputs[candidate.name], outputs[baseline], cases, strict=True)
+            ]
+            judged_pairs = judge.compare_many(items, progress=progress)
+            for case, pair in zip(cases, judged_pairs, strict=True):
+                verdicts[(case.id, candidate.name, baseline)] = pair.outcome
+                rows[(case.id, candidate.name)].setdefault("judge", {})[f"vs_{baseline}"] = pair.outcome
+            rate = win_rate(judged_pairs)
+            win_rates.setdefault(candidate.name, {})[baseline] = rate
+            wins = [1.0 if p.outcome == "win" else 0.0 for p in judged_pairs]
+            scores[candidate.name][f"{JUDGE_WIN}{baseline}"] = Score(
+                rate["value"] if rate["value"] is not None else float("nan"), bootstrap_mean_ci(wins), wins, n=len(wins)
+            )
+    finetuned = suite.finetuned()
+    result = {
+        "endpoint": judge.config.endpoint,
+        "model": judge.model,
+        "requests": judge.requests,
+        "win_rates": win_rates,
+    }
+    if suite.human_labels:
+        default = finetuned[0].name if finetuned else suite.candidates[0].name
+        result["agreement"] = agreement(suite.human_labels, point, verdicts, default)
+    return result
+
+
+def _run(
+    suite: Suite, project: Project, cache: GenerationCache, progress: Progress | None, eval_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], GateResult | None]:
+    settings = project.evaluate
+    decoding = Decoding(max_new_tokens=settings.max_new_tokens)
+    started = time.monotonic()
+    outputs, losses = _generate(suite, decoding, settings.batch_size, cache, progress)
+    seconds = time.monotonic() - started
+    cases = suite.cases
+    metric_cases = [c.metric_case() for c in cases]
+
+    scores: dict[str, dict[str, Score]] = {}
+    passed: dict[str, list[bool | None]] = {}
+    for candidate in suite.candidates:
+        texts = [g.text for g in outputs[candidate.name]]
+        scores[candidate.name], passed[candidate.name] = score_candidate(
+            suite.task, suite.metrics, texts, metric_cases, suite.options
+        )
+        if candidate.name in losses:
+            summary_loss = losses[candidate.name]["summary"]
+            for name in ("loss", "perplexity"):
+                if name in summary_loss:
+                    scores[candidate.name][name] = Score(
+                        summary_loss[name], (float("nan"), float("nan")), [], n=int(summary_loss["tokens"])
+                    )
+
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    failures: dict[str, Any] = {}
+    for candidate in suite.candidates:
+        predicted = scores[candidate.name].get("accuracy")
+        labels = predicted.details.get("predicted") if predicted else None
+        errors = []
+        for index, (case, generation) in enumerate(zip(cases, outputs[candidate.name], strict=True)):
+            item_scores = {
+                name: s.per_item[index] for name, s in scores[candidate.name].items() if len(s.per_item) == len(cases)
+            }
+            prompt_text = "\n".join(m["content"] for m in suite.conversations[candidate.name][index])
+            found = diagnose(
+                suite.task,
+                case,
+                generation.text,
+                finished=generation.finished,
+                prompt_text=prompt_text,
+                scores=item_scores,
+                predicted_label=labels[index] if labels else None,
+            )
+            errors.append(found)
+            loss = losses.get(candidate.name, {}).get("per_item")
+            rows[(case.id, candidate.name)] = {
+                "case": case.id,
+                "candidate": candidate.name,
+                "origin": case.origin,
+                "source": case.source,
+                "tags": case.tags,
+                "label": case.label,
+                "input": case.input_text,
+                "expected": case.expected,
+                "output": generation.text,
+                "tokens": generation.tokens,
+                "finished": generation.finished,
+                "cached": generation.cached,
+                "prompt_truncated": generation.prompt_truncated,
+                "request_error": generation.error,
+                "scores": {k: finite(v) for k, v in item_scores.items()},
+                "passed": passed[candidate.name][index],
+                "errors": found,
+                "predicted_label": labels[index] if labels else None,
+                "loss": finite(loss[index]) if loss else None,
+                "context": suite.contexts.get(candidate.name, [[]] * len(cases))[index],
+            }
+        failures[candidate.name] = analyse(
+            suite.task, cases, [g.text for g in outputs[candidate.name]], errors, passed[candidate.name], labels
+        )
+
+    judge_summary = _judge(suite, outputs, scores, rows, progress) if suite.judge else None
+    case_ids = [c.id for c in cases]
+    reference = scores[suite.reference]
+    comparisons = {
+        c.name: compare_to_reference(scores[c.name], reference, case_ids, suite.task)
+        for c in suite.candidates
+        if c.name != suite.reference
+    }
+    summary_scores = {name: {m: s.to_json() for m, s in by_metric.items()} for name, by_metric in scores.items()}
+
+    gates = (
+        {c.run or c.name: check_gate(settings.objectives, summary_scores[c.name], c.name) for c in suite.finetuned()}
+        if settings.objectives
+        else {}
+    )
+    gate_result = combine_gates(gates) if gates else None
+    generated = sum(getattr(m, "generated", 0) for m in suite.models.values())
+    answers = len(cases) * len(suite.candidates)
+    summary = {
+        "id": eval_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "task": suite.task,
+        "name": suite.name,
+        "dataset": (
+            {"id": suite.dataset.id, "name": suite.dataset.name, "version": suite.dataset.version}
+            if suite.dataset
+            else None
+        ),
+        "runs": [r.id for r in suite.runs],
+        "cases": {
+            "total": len(cases),
+            "test": sum(c.origin == "test" for c in cases),
+            "file": sum(c.origin != "test" for c in cases),
+        },
+        "metrics": suite.metrics,
+        "reference": suite.reference,
+        "decoding": decoding.to_json(),
+        "objectives": dict(settings.objectives),
+        "candidates": [c.to_json() for c in suite.candidates],
+        "scores": summary_scores,
+        "details": {
+            name: {m: compact_details(s.details, len(cases)) for m, s in by_metric.items() if s.details}
+            for name, by_metric in scores.items()
+        },
+        "comparisons": comparisons,
+        "loss": {name: value["summary"] for name, value in losses.items()},
+        "judge": judge_summary,
+        "gate": gate_result.to_meta() if gate_result else None,
+        "gates": {name: g.to_meta() for name, g in gates.items()} if len(gates) > 1 else None,
+        "failures": failures,
+        "generation": {
+            "answers": answers,
+            "generated": generated,
+            "cached": answers - generated,
+            "seconds": round(seconds, 3),
+        },
+        **suite.info,
+    }
+    ordered = [rows[(case.id, c.name)] for case in cases for c in suite.candidates]
+    return summary, ordered, gate_result
