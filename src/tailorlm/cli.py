@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tailorlm import offline
+from tailorlm.pipeline import table_of
 
 app = typer.Typer(
     help="Fine-tune open LLMs on your company's own data, on your own machines.",
@@ -290,12 +291,12 @@ def eval_(
 
     ws = _workspace(workspace)
     if compare:
-        console.print(_table(*ev.compare(ws, compare[0], compare[1]).table()))
+        console.print(table_of(*ev.compare(ws, compare[0], compare[1]).table()))
         return
     result = ev.evaluate(
         ws, _project(ws, project), runs=run, cases_file=cases, baselines=baseline, endpoints=endpoint, gate=gate
     )
-    console.print(_table(*ev.summary_table(result.summary)))
+    console.print(table_of(*ev.summary_table(result.summary)))
     console.print(f"Report: {result.path / 'report.html'}")
     if result.gate is not None:
         if result.gate.passed:
@@ -394,13 +395,6 @@ def runs(workspace: WorkspaceOption = None) -> None:
             run.created_at,
         )
     console.print(table)
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> Table:
-    table = Table(*headers)
-    for row in rows:
-        table.add_row(*(str(cell) for cell in row))
-    return table
 
 
 def _fmt(value: Any) -> str:
@@ -568,8 +562,11 @@ def _export(target: str) -> Callable[..., None]:
 
         result = export(_workspace(workspace), model, target, output=output)
         console.print(f"Exported {model} → {result.path}")
-        for check, outcome in result.report.get("checks", {}).items():
-            console.print(f"  {check}: {outcome}")
+        for check in result.report.get("checks", []):
+            style = {"passed": "green", "failed": "red"}.get(check["status"], "yellow")
+            console.print(f"  [{style}]{check['status']}[/] {check['name']}: {check['detail']}")
+        if not result.passed:
+            raise typer.Exit(1)
 
     export_target.__doc__ = {
         "merge": "Merge the adapter into the base: safetensors + tokenizer, checked for identical greedy output.",
@@ -625,6 +622,11 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id.")], workspac
 
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # our own progress and messages, not the libraries'
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         app()
     except KeyboardInterrupt:

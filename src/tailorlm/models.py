@@ -50,7 +50,7 @@ def register(
     run_artifact = workspace.resolve("run", run)
     evaluation = latest_evaluation(workspace, run_artifact.id)
     meta = evaluation.meta if evaluation else {}
-    gate = meta.get("gates", {}).get(run_artifact.id) or meta.get("gate") or {}  # per run when several compared
+    gate = (meta.get("gates") or {}).get(run_artifact.id) or meta.get("gate") or {}  # per run when several compared
     if gate and not gate.get("passed", True):
         unmet = ", ".join(gate.get("unmet", [])) or "objectives"
         if not force:
@@ -77,9 +77,7 @@ def register(
     }
     with workspace.staging(final) as staging:
         atomic_write_json(staging / "model.json", description)
-        atomic_write_text(
-            staging / "MODEL_CARD.md", model_card(workspace, description, run_artifact, evaluation)
-        )
+        atomic_write_text(staging / "MODEL_CARD.md", model_card(workspace, description, run_artifact, evaluation))
     parents = [run_artifact.id] + ([evaluation.id] if evaluation else [])
     artifact = workspace.registry.add(
         Artifact(
@@ -97,9 +95,7 @@ def register(
     return artifact
 
 
-def model_card(
-    workspace: Workspace, description: dict[str, Any], run: Artifact, evaluation: Artifact | None
-) -> str:
+def model_card(workspace: Workspace, description: dict[str, Any], run: Artifact, evaluation: Artifact | None) -> str:
     lines = [
         f"# {description['name']} {description['version']}",
         "",

@@ -27,7 +27,7 @@ def run_project(
     say: Callable[..., None] = print,
     register_name: str | None = None,
 ) -> PipelineResult:
-    from tailorlm.evaluate import evaluate
+    from tailorlm.evaluate import evaluate, summary_table
     from tailorlm.models import GateFailed, register
     from tailorlm.prepare import prepare
     from tailorlm.train import train
@@ -50,6 +50,10 @@ def run_project(
     say(f"[bold]3/4 evaluate[/] {', '.join(project.evaluate.baselines)} vs fine-tuned on the test split")
     evaluated = evaluate(workspace, project, runs=[trained.run.id])
     say(f"    evaluation {evaluated.evaluation.id}: {evaluated.path / 'report.html'}")
+    say(table_of(*summary_table(evaluated.summary)))
+    if evaluated.gate is not None:
+        verdict = "passed" if evaluated.gate.passed else f"failed: {', '.join(evaluated.gate.unmet)}"
+        say(f"    gate {verdict}")
 
     say("[bold]4/4 register[/]")
     model = None
@@ -69,3 +73,12 @@ def run_project(
 
 def _counts(counts: dict[str, Any]) -> str:
     return ", ".join(f"{key} {value}" for key, value in counts.items())
+
+
+def table_of(headers: list[str], rows: list[list[Any]]) -> Any:
+    from rich.table import Table
+
+    table = Table(*headers, box=None, padding=(0, 2))
+    for row in rows:
+        table.add_row(*(str(cell) for cell in row))
+    return table

@@ -38,7 +38,7 @@ DEMO_MODEL = {"hidden_size": 256, "layers": 4, "heads": 4, "intermediate_size": 
 
 # `--smoke`: the same journey in about a minute with a tiny model, to check an installation (and in tests).
 SMOKE_TRAIN = {**DEMO_TRAIN, "epochs": 1, "max_steps": 12, "lora": {"r": 8, "alpha": 16, "dropout": 0.0}}
-SMOKE_EVALUATE = {"max_new_tokens": 16, "limit": 6, "few_shot_k": 1, "rag_k": 1}
+SMOKE_EVALUATE = {"max_new_tokens": 16, "limit": 6, "few_shot_k": 1, "rag_k": 1, "objectives": {}}
 SMOKE_MODEL = {"hidden_size": 64, "layers": 2, "heads": 2, "intermediate_size": 128, "vocab_size": 1024}
 
 

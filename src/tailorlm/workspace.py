@@ -176,9 +176,7 @@ class Workspace:
 
     # registry look-ups ------------------------------------------------------------------------
     def next_version(self, kind: str, name: str) -> str:
-        versions = [
-            a.version for a in self.registry.find(kind, name=name) if a.version and a.version[1:].isdigit()
-        ]
+        versions = [a.version for a in self.registry.find(kind, name=name) if a.version and a.version[1:].isdigit()]
         return f"v{max((int(v[1:]) for v in versions), default=0) + 1}"
 
     def resolve(self, kind: str, reference: str | None = None) -> Artifact:

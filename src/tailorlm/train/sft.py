@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tailorlm.config import TrainSettings
 from tailorlm.train.data import ListDataset, PadCollator, TokenizedSplit
@@ -40,9 +41,7 @@ def fine_tune(
         if plan.gradient_checkpointing:
             model.gradient_checkpointing_enable()
     else:
-        model = add_adapters(
-            model, settings.method, settings.lora, gradient_checkpointing=plan.gradient_checkpointing
-        )
+        model = add_adapters(model, settings.method, settings.lora, gradient_checkpointing=plan.gradient_checkpointing)
     model.config.use_cache = False
     has_val = val_split is not None and len(val_split.rows) > 0
     arguments = TrainingArguments(
@@ -73,7 +72,7 @@ def fine_tune(
         use_cpu=plan.device == "cpu",
         remove_unused_columns=False,
         dataloader_num_workers=0,
-        disable_tqdm=False,
+        disable_tqdm=True,
     )
     trainer = Trainer(
         model=model,
@@ -84,6 +83,9 @@ def fine_tune(
         processing_class=tokenizer,
         callbacks=[MetricsLogger(run_dir / "metrics.jsonl"), *(callbacks or [])],
     )
+    trainer.remove_callback(ProgressCallback)  # one rich progress bar with ETA instead of tqdm + dict dumps
+    trainer.remove_callback(PrinterCallback)
+    trainer.add_callback(ProgressBar())
 
     # --- train ---------------------------------------------------------------------------------
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -99,9 +101,7 @@ def fine_tune(
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    checkpoints = sorted(
-        (run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1])
-    )
+    checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     return checkpoints[-1] if checkpoints else None
 
 
@@ -112,9 +112,7 @@ class MetricsLogger(TrainerCallback):
         self.path = path
         self._last: tuple[float, int] | None = None
 
-    def on_log(
-        self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any
-    ) -> None:
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
         if not logs or not state.is_world_process_zero:
             return
         now, seen = time.perf_counter(), int(state.num_input_tokens_seen or 0)
@@ -135,3 +133,45 @@ class MetricsLogger(TrainerCallback):
         row["tokens_seen"] = seen
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(json.dumps(row) + "\n")
+
+
+class ProgressBar(TrainerCallback):
+    """A rich progress bar with ETA, the latest loss, and one line per validation pass."""
+
+    def __init__(self) -> None:
+        self.progress: Any = None
+        self.task: Any = None
+        self.loss = float("nan")
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        if not state.is_world_process_zero:
+            return
+        self.progress = Progress(
+            TextColumn("    train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.3f}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+        )
+        self.progress.start()
+        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, loss=self.loss)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step, loss=self.loss)
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
+        if self.progress is None or not logs:
+            return
+        if "loss" in logs:
+            self.loss = float(logs["loss"])
+        if "eval_loss" in logs:
+            self.progress.console.print(f"    step {state.global_step}: val loss {float(logs['eval_loss']):.4f}")
+
+    def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
