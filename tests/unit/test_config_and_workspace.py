@@ -127,7 +127,7 @@ def test_audit_chain_detects_tampering(workspace):
 
 def test_offline_guard_refuses_other_hosts_and_allows_loopback():
     offline.enforce()
-    with socket.socket() as sock, pytest.raises(offline.NetworkRefused, match="203.0.113.7"):
+    with socket.socket() as sock, pytest.raises(offline.NetworkRefused, match=r"203\.0\.113\.7"):
         sock.connect(("203.0.113.7", 80))
     server = socket.socket()
     server.bind(("127.0.0.1", 0))

@@ -53,11 +53,10 @@ def make_plan(settings: TrainSettings, n_train: int, *, device: str | None = Non
     device = device or detect_device()
     notes: list[str] = []
     precision = settings.precision
-    if precision == "auto":
-        if device == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        else:
-            precision = "fp32"
+    if precision == "auto" and device == "cuda":
+        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    elif precision == "auto":
+        precision = "fp32"
     if precision == "fp16" and device == "cpu":
         raise ValueError("train.precision: fp16 is not supported on CPU (use fp32 or bf16)")
     checkpointing = settings.gradient_checkpointing
