@@ -92,7 +92,7 @@ def build_demo_model(
     return output_dir
 
 
-def pretrain(model: Any, tokenizer: Any, texts: list[str], *, steps: int, block: int = 256, seed: int = 0) -> None:
+def pretrain(model: Any, tokenizer: Any, texts: list[str], *, steps: int, block: int = 128, seed: int = 0) -> None:
     """Full-weight causal-LM training on `texts` cut into blocks (the demo model's 'pretraining')."""
     import torch
 

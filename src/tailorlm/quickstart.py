@@ -33,8 +33,8 @@ DEMO_TRAIN = {
     "logging_steps": 10,
 }
 DEMO_EVALUATE = {"max_new_tokens": 64, "limit": 24}
-PRETRAIN_STEPS = 300
-DEMO_MODEL = {"hidden_size": 256, "layers": 4, "heads": 4, "intermediate_size": 704, "vocab_size": 4096}
+PRETRAIN_STEPS = 150
+DEMO_MODEL = {"hidden_size": 192, "layers": 4, "heads": 3, "intermediate_size": 512, "vocab_size": 2048}
 
 # `--smoke`: the same journey in about a minute with a tiny model, to check an installation (and in tests).
 SMOKE_TRAIN = {**DEMO_TRAIN, "epochs": 1, "max_steps": 12, "lora": {"r": 8, "alpha": 16, "dropout": 0.0}}
