@@ -78,9 +78,7 @@ class AuditLog:
     def events(self) -> list[dict[str, Any]]:
         if not self.path.exists():
             return []
-        return [
-            json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()
-        ]
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
     def verify(self) -> tuple[bool, str]:
         """Check the chain; returns (ok, message naming the first broken line)."""

@@ -89,9 +89,7 @@ class Registry:
         """Run one statement (for tables added by later migrations, e.g. API keys)."""
         return self._connection.execute(sql, parameters)
 
-    def add(
-        self, artifact: Artifact, parents: list[str] | tuple[str, ...] = (), relation: str = "input"
-    ) -> Artifact:
+    def add(self, artifact: Artifact, parents: list[str] | tuple[str, ...] = (), relation: str = "input") -> Artifact:
         """Insert (or replace) an artifact row and link it to its parents."""
         with self.transaction() as connection:
             connection.execute(
@@ -123,9 +121,7 @@ class Registry:
             changes["meta"] = json.dumps(changes["meta"], default=str)
         columns = ", ".join(f"{column} = ?" for column in changes)
         with self.transaction() as connection:
-            connection.execute(
-                f"UPDATE artifacts SET {columns} WHERE id = ?", (*changes.values(), artifact_id)
-            )
+            connection.execute(f"UPDATE artifacts SET {columns} WHERE id = ?", (*changes.values(), artifact_id))
         return self.get(artifact_id)
 
     def get(self, artifact_id: str) -> Artifact:

@@ -125,9 +125,7 @@ def add_adapters(model: Any, method: str, lora: LoraSettings, *, gradient_checkp
     return model
 
 
-def load_trained(
-    artifact_dir: Path, base_model: Path, *, device: str = "cpu", dtype: Any = None
-) -> tuple[Any, Any]:
+def load_trained(artifact_dir: Path, base_model: Path, *, device: str = "cpu", dtype: Any = None) -> tuple[Any, Any]:
     """A trained run's model for inference: base + adapter (PEFT) or the full weights; and its tokenizer."""
     import torch
     from transformers import AutoModelForCausalLM

@@ -102,14 +102,10 @@ class FunctionMetric:
 
     def __call__(self, predictions: Sequence[str], cases: Sequence[Case], **options: Any) -> MetricResult:
         if len(predictions) != len(cases):
-            raise ValueError(
-                f"metric {self.name!r}: got {len(predictions)} predictions for {len(cases)} cases"
-            )
+            raise ValueError(f"metric {self.name!r}: got {len(predictions)} predictions for {len(cases)} cases")
         unknown = sorted(set(options) - set(self.options))
         if unknown:
-            raise ValueError(
-                f"metric {self.name!r} does not take option(s) {unknown}; it takes {list(self.options)}"
-            )
+            raise ValueError(f"metric {self.name!r} does not take option(s) {unknown}; it takes {list(self.options)}")
         return self.function(list(predictions), list(cases), **options)
 
 
@@ -160,9 +156,7 @@ def get_metric(name: str) -> FunctionMetric:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(
-            f"unknown metric {name!r}; known metrics are: {', '.join(known_metrics())}"
-        ) from None
+        raise ValueError(f"unknown metric {name!r}; known metrics are: {', '.join(known_metrics())}") from None
 
 
 def metrics_for_task(task: str) -> list[str]:
@@ -191,9 +185,7 @@ def evaluate_metrics(
     unused = sorted(set(options) - {o for m in metrics for o in m.options})
     if unused:
         raise ValueError(f"no metric among {list(names)} takes option(s) {unused}")
-    return {
-        m.name: m(predictions, cases, **{k: v for k, v in options.items() if k in m.options}) for m in metrics
-    }
+    return {m.name: m(predictions, cases, **{k: v for k, v in options.items() if k in m.options}) for m in metrics}
 
 
 def mean_or_nan(scores: Sequence[float | None]) -> float:

@@ -82,9 +82,7 @@ def _normalize(output: str, labels: tuple[str, ...]) -> str | None:
     standalone = {
         label
         for label, (start, end) in every
-        if not any(
-            other != label and s <= start and end <= e and (e - s) > (end - start) for other, (s, e) in every
-        )
+        if not any(other != label and s <= start and end <= e and (e - s) > (end - start) for other, (s, e) in every)
     }
     return standalone.pop() if len(standalone) == 1 else None
 
@@ -144,9 +142,7 @@ def classify_outputs(
         y_pred.append(UNPARSEABLE if guess is None else guess)
 
     unparseable = [
-        i
-        for i, (g, c) in enumerate(zip(predicted, cases, strict=True))
-        if g is None and gold_label(c) is not None
+        i for i, (g, c) in enumerate(zip(predicted, cases, strict=True)) if g is None and gold_label(c) is not None
     ]
     details: dict = {
         "labels": label_set,
@@ -181,18 +177,14 @@ def classify_outputs(
 
 
 @metric("accuracy", tasks=("classify",))
-def accuracy(
-    predictions: Sequence[str], cases: Sequence[Case], *, labels: Sequence[str] | None = None
-) -> MetricResult:
+def accuracy(predictions: Sequence[str], cases: Sequence[Case], *, labels: Sequence[str] | None = None) -> MetricResult:
     """Fraction of items whose output maps to the gold label."""
     per_item, details = classify_outputs(predictions, cases, labels)
     return MetricResult("accuracy", mean_or_nan(per_item), per_item, details)
 
 
 @metric("macro_f1", tasks=("classify",), decomposes=False)
-def macro_f1(
-    predictions: Sequence[str], cases: Sequence[Case], *, labels: Sequence[str] | None = None
-) -> MetricResult:
+def macro_f1(predictions: Sequence[str], cases: Sequence[Case], *, labels: Sequence[str] | None = None) -> MetricResult:
     """Unweighted mean of the per-label F1; per_item holds correctness (1/0) for paired comparisons."""
     per_item, details = classify_outputs(predictions, cases, labels)
     # As sklearn's average="macro" without explicit labels: the plain mean of the per-label F1

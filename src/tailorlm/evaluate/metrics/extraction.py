@@ -248,9 +248,7 @@ def schema_valid(predictions: Sequence[str], cases: Sequence[Case]) -> MetricRes
         try:
             validator_class.check_schema(case.json_schema)
         except jsonschema.SchemaError as schema_error:
-            raise ValueError(
-                f"case {index}: json_schema is not a valid JSON Schema: {schema_error.message}"
-            ) from None
+            raise ValueError(f"case {index}: json_schema is not a valid JSON Schema: {schema_error.message}") from None
         parsed = parse_json_output(prediction)
         if parsed is None:
             per_item.append(0.0)
@@ -304,8 +302,7 @@ def field_f1(predictions: Sequence[str], cases: Sequence[Case]) -> MetricResult:
         per_item.append(0.0 if parsed is None else _prf(counts["tp"], counts["fp"], counts["fn"])["f1"])
 
     per_field = {
-        name: {**_prf(c["tp"], c["fp"], c["fn"]), "support": c["support"]}
-        for name, c in sorted(by_field.items())
+        name: {**_prf(c["tp"], c["fp"], c["fn"]), "support": c["support"]} for name, c in sorted(by_field.items())
     }
     details = {
         "micro": _prf(totals["tp"], totals["fp"], totals["fn"]),
