@@ -228,8 +228,8 @@ def train(
 
         imported = import_dataset(ws, data, project=proj, skip_invalid=skip_invalid)
         dataset = imported.id
-        if imported.meta.get("skipped_lines"):
-            console.print(f"[yellow]skipped {imported.meta['skipped_lines']} invalid line(s) of {data}[/]")
+        if skipped := imported.meta.get("skipped", {}).get("dataset: invalid line"):
+            console.print(f"[yellow]skipped {skipped} invalid line(s) of {data} (recorded in the dataset card)[/]")
     try:
         result = run_train(ws, proj, dataset=dataset, resume=resume, force=force)  # type: ignore[arg-type]
     except KeyboardInterrupt:
@@ -544,8 +544,8 @@ def data_import(
     ws = _workspace(workspace)
     artifact = import_dataset(ws, file, project=_project(ws, project), name=name, skip_invalid=skip_invalid)
     console.print(f"Imported [bold]{artifact.name}@{artifact.version}[/]: {artifact.meta.get('counts')}")
-    if artifact.meta.get("skipped_lines"):
-        console.print(f"[yellow]skipped {artifact.meta['skipped_lines']} invalid line(s)[/]")
+    if skipped := artifact.meta.get("skipped", {}).get("dataset: invalid line"):
+        console.print(f"[yellow]skipped {skipped} invalid line(s) (recorded in the dataset card)[/]")
 
 
 # --- export and keys ---------------------------------------------------------------------------------
