@@ -90,3 +90,22 @@ def test_train_without_model_dir_is_one_clear_error(journey, tmp_path):
     result = tailorlm("train", "--workspace", str(workspace), "--project", str(project), check=False)
     assert result.returncode == 1
     assert "base model directory not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_gate_exit_codes(journey, tmp_path):
+    import yaml
+
+    workspace, _ = journey
+    project = yaml.safe_load((workspace / "tailorlm.yaml").read_text())
+    project["evaluate"]["objectives"] = {"rouge_l": 0.99}
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(yaml.safe_dump(project))
+    failed = tailorlm("eval", "--gate", "--workspace", str(workspace), "--project", str(strict), check=False)
+    assert failed.returncode == 1 and "gate failed" in failed.stdout and "rouge_l" in failed.stdout
+    refused = tailorlm("register", "--workspace", str(workspace), "--project", str(strict), check=False)
+    assert refused.returncode == 1 and "failed the gate" in refused.stderr
+    project["evaluate"]["objectives"] = {"rouge_l": 0.0}
+    easy = tmp_path / "easy.yaml"
+    easy.write_text(yaml.safe_dump(project))
+    passed = tailorlm("eval", "--gate", "--workspace", str(workspace), "--project", str(easy))
+    assert "gate passed" in passed.stdout
