@@ -331,18 +331,37 @@ def register(
 @command
 def serve(
     model: Annotated[
-        list[str], typer.Option("--model", "-m", help="Registered model(s) to serve (name or name@version).")
+        list[str], typer.Option("--model", "-m", help="Registered model(s) to serve: name, name@version, alias=name.")
     ],
     workspace: WorkspaceOption = None,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
     no_auth: Annotated[bool, typer.Option(help="No API keys (refused unless the host is loopback).")] = False,
     log_texts: Annotated[bool, typer.Option(help="Keep request texts (PII redacted) in the request log.")] = False,
+    log_retention_days: Annotated[int, typer.Option(help="Delete request-log rows older than this.")] = 30,
+    max_tokens_cap: Annotated[int, typer.Option(help="Largest max_tokens a request may ask for.")] = 1024,
+    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413 above).")] = 1_000_000,
+    rate_limit_per_minute: Annotated[int, typer.Option(help="Requests per minute per API key (429 above).")] = 600,
+    max_batch_size: Annotated[int, typer.Option(help="Requests generated together.")] = 8,
+    threads: Annotated[int | None, typer.Option(help="Torch threads (fix it on shared machines).")] = None,
 ) -> None:
     """Serve models over an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models)."""
     from tailorlm.serve import serve as run_serve
 
-    run_serve(_workspace(workspace), models=model, host=host, port=port, no_auth=no_auth, log_texts=log_texts)
+    run_serve(
+        _workspace(workspace),
+        models=model,
+        host=host,
+        port=port,
+        no_auth=no_auth,
+        log_texts=log_texts,
+        log_retention_days=log_retention_days,
+        max_tokens_cap=max_tokens_cap,
+        max_body_bytes=max_body_bytes,
+        rate_limit_per_minute=rate_limit_per_minute,
+        max_batch_size=max_batch_size,
+        threads=threads,
+    )
 
 
 @app.command("run")
@@ -604,9 +623,8 @@ def keys_list(workspace: WorkspaceOption = None) -> None:
 
     table = Table("id", "name", "scope", "models", "created", "revoked")
     for key in list_keys(_workspace(workspace)):
-        table.add_row(
-            *(str(key.get(c, "") or "") for c in ("id", "name", "scope", "models", "created_at", "revoked_at"))
-        )
+        models = ", ".join(key.models) if key.models else "all"
+        table.add_row(key.id, key.name, key.scope, models, key.created_at, key.revoked_at or "")
     console.print(table)
 
 

@@ -109,3 +109,11 @@ def test_eval_gate_exit_codes(journey, tmp_path):
     easy.write_text(yaml.safe_dump(project))
     passed = tailorlm("eval", "--gate", "--workspace", str(workspace), "--project", str(easy))
     assert "gate passed" in passed.stdout
+
+
+def test_keys_are_shown_once_and_listed_without_secret(journey):
+    workspace, _ = journey
+    created = tailorlm("keys", "create", "--scope", "admin", "--name", "ops", "--workspace", str(workspace)).stdout
+    secret = created.strip().splitlines()[-1]
+    listed = tailorlm("keys", "list", "--workspace", str(workspace)).stdout
+    assert "ops" in listed and "admin" in listed and secret not in listed

@@ -1,0 +1,163 @@
+"""API keys for the server: create, list, revoke, and verify a bearer token.
+
+A key looks like `tlm_<id>_<secret>`. The id is public (it names the key in lists and in the request
+log); only a SHA-256 of the whole key with a random per-key salt is stored, so the key is shown once,
+at creation, and can't be recovered from the workspace. Keys are random 256-bit secrets, which is why
+a fast salted hash is enough (a slow KDF guards guessable passwords, not random keys).
+
+Scopes: `chat` keys may list models and call the completion endpoints, optionally only for the
+models named at creation; `admin` keys may also load and unload adapters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tailorlm.registry.store import now
+from tailorlm.workspace import Workspace
+
+Scope = Literal["chat", "admin"]
+SCOPES: tuple[str, ...] = ("chat", "admin")
+PREFIX = "tlm"
+
+
+class UnknownKey(LookupError):
+    """No key with this id."""
+
+
+class InvalidKey(PermissionError):
+    """A bearer token that is malformed, unknown, wrong or revoked (the message says which)."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """A key as stored, without its secret."""
+
+    id: str
+    name: str
+    scope: str
+    models: tuple[str, ...] | None  # None: every served model
+    created_at: str
+    revoked_at: str | None = None
+
+    @property
+    def revoked(self) -> bool:
+        return self.revoked_at is not None
+
+    def may_use(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+    @classmethod
+    def from_row(cls, row: Any) -> ApiKey:
+        models = json.loads(row["models"]) if row["models"] else None
+        return cls(
+            id=row["id"],
+            name=row["name"],
+            scope=row["scope"],
+            models=tuple(models) if models is not None else None,
+            created_at=row["created_at"],
+            revoked_at=row["revoked_at"],
+        )
+
+
+def _digest(salt: str, secret: str) -> str:
+    return hashlib.sha256(bytes.fromhex(salt) + secret.encode("utf-8")).hexdigest()
+
+
+def create_key(
+    workspace: Workspace, scope: Scope, models: Sequence[str] | None = None, name: str = ""
+) -> tuple[str, str]:
+    """Create an API key; returns `(key_id, secret)`. The secret is the whole bearer token and is
+    shown only now: store it where the client can read it.
+
+    Args:
+        scope: `chat` (completions) or `admin` (also adapter management).
+        models: Served model names the key may use; None for all.
+        name: What the key is for (shown in `list_keys`).
+    """
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {', '.join(SCOPES)} (got {scope!r})")
+    if models is not None and (
+        isinstance(models, str) or not models or not all(isinstance(m, str) and m for m in models)
+    ):
+        raise ValueError(f"models must be a non-empty list of model names, or None for all (got {models!r})")
+    key_id = secrets.token_hex(6)
+    secret = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
+    salt = secrets.token_hex(16)
+    workspace.registry.execute(
+        "INSERT INTO api_keys (id, name, scope, models, salt, hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            key_id,
+            name,
+            scope,
+            json.dumps(list(models)) if models is not None else None,
+            salt,
+            _digest(salt, secret),
+            now(),
+        ),
+    )
+    workspace.audit.append("key.create", outputs=[key_id], scope=scope, models=list(models or []) or None, name=name)
+    return key_id, secret
+
+
+def list_keys(workspace: Workspace, *, include_revoked: bool = True) -> list[ApiKey]:
+    """Every key, newest first (secrets are never stored, so never shown)."""
+    rows = workspace.registry.execute("SELECT * FROM api_keys ORDER BY created_at DESC, rowid DESC").fetchall()
+    keys = [ApiKey.from_row(row) for row in rows]
+    return keys if include_revoked else [key for key in keys if not key.revoked]
+
+
+def revoke_key(workspace: Workspace, key_id: str) -> ApiKey:
+    """Revoke a key: a running server refuses it within a second."""
+    row = workspace.registry.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+    if row is None:
+        known = ", ".join(k.id for k in list_keys(workspace)[:10]) or "none"
+        raise UnknownKey(f"no API key {key_id!r}; known: {known}")
+    if row["revoked_at"] is None:
+        workspace.registry.execute("UPDATE api_keys SET revoked_at = ? WHERE id = ?", (now(), key_id))
+        workspace.audit.append("key.revoke", inputs=[key_id])
+    return ApiKey.from_row(workspace.registry.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone())
+
+
+class KeyStore:
+    """Verifies bearer tokens for the server from an in-memory copy of the key table.
+
+    The copy is re-read when older than `refresh_seconds` (so a key created or revoked by the CLI
+    while the server runs takes effect within that time), at most once per interval.
+    """
+
+    def __init__(self, workspace: Workspace, *, refresh_seconds: float = 1.0) -> None:
+        self.workspace = workspace
+        self.refresh_seconds = refresh_seconds
+        self._keys: dict[str, tuple[ApiKey, str, str]] = {}
+        self._loaded_at = float("-inf")
+        self._reload()
+
+    def _reload(self) -> None:
+        rows = self.workspace.registry.execute("SELECT * FROM api_keys").fetchall()
+        self._keys = {row["id"]: (ApiKey.from_row(row), row["salt"], row["hash"]) for row in rows}
+        self._loaded_at = time.monotonic()
+
+    def __len__(self) -> int:
+        return sum(not key.revoked for key, _, _ in self._keys.values())
+
+    def verify(self, token: str) -> ApiKey:
+        """The key for a bearer token, or `InvalidKey`."""
+        parts = token.split("_", 2)
+        if len(parts) != 3 or parts[0] != PREFIX or not parts[1]:
+            raise InvalidKey("the API key is malformed (TailorLM keys look like tlm_<id>_<secret>)")
+        if time.monotonic() - self._loaded_at > self.refresh_seconds:
+            self._reload()
+        entry = self._keys.get(parts[1])
+        if entry is None or not hmac.compare_digest(_digest(entry[1], token), entry[2]):
+            raise InvalidKey("the API key is not valid for this server")
+        if entry[0].revoked:
+            raise InvalidKey(f"the API key {entry[0].id} was revoked")
+        return entry[0]

@@ -1,0 +1,197 @@
+"""Request and response bodies of the OpenAI-compatible API (pydantic), as the OpenAPI schema shows them.
+
+Fields the server does not implement are ignored, as OpenAI-compatible servers commonly do, except
+those whose silent absence would change the answer (`n` > 1, `logprobs`, tools): they get a 400.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_STOP_SEQUENCES = 8
+
+
+class ErrorDetail(BaseModel):
+    message: str = Field(description="What went wrong, in words; names the field when one is at fault.")
+    type: str = Field(description="Error family, e.g. invalid_request_error, authentication_error.")
+    param: str | None = Field(None, description="The request field at fault, if any.")
+    code: str | None = Field(None, description="A stable machine-readable code, e.g. model_not_found.")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "developer", "user", "assistant"] = Field(description="Who speaks.")
+    content: str | list[TextPart] = Field(description="The text, or a list of text parts (joined).")
+    name: str | None = Field(None, description="Ignored; accepted for compatibility.")
+
+    def as_template_message(self) -> dict[str, str]:
+        """The message as the chat template takes it (`developer` is OpenAI's newer word for system)."""
+        content = self.content if isinstance(self.content, str) else "".join(part.text for part in self.content)
+        return {"role": "system" if self.role == "developer" else self.role, "content": content}
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = Field(False, description="Send a last chunk with the token counts.")
+
+
+class SamplingFields(BaseModel):
+    """Fields shared by chat and text completions."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(description="A served model: `base` or a registered model's served name.", examples=["base"])
+    max_tokens: int | None = Field(
+        None, ge=1, description="Most tokens to generate; capped by the server and by the model's context."
+    )
+    temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 is greedy; higher is more random.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Sample only from the smallest top set with this mass.")
+    stop: str | list[str] | None = Field(
+        None, description=f"Up to {MAX_STOP_SEQUENCES} strings that end the answer (not included in it)."
+    )
+    seed: int | None = Field(None, description="Makes sampling reproducible (same request, same seed, same text).")
+    n: int = Field(1, ge=1, description="Number of answers; only 1 is supported.")
+    stream: bool = Field(False, description="Send the answer as server-sent events while it is generated.")
+    stream_options: StreamOptions | None = Field(None, description="Streaming options.")
+    logprobs: bool | int | None = Field(None, description="Not supported; must be absent, null or false.")
+    user: str | None = Field(None, description="Ignored; accepted for compatibility.")
+    ignore_eos: bool = Field(False, description="Extension (as in vLLM): keep generating past end-of-text.")
+
+    @field_validator("stop")
+    @classmethod
+    def _stop(cls, value: str | list[str] | None) -> str | list[str] | None:
+        stops = [value] if isinstance(value, str) else value or []
+        if len(stops) > MAX_STOP_SEQUENCES:
+            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences (got {len(stops)})")
+        if any(not s for s in stops):
+            raise ValueError("stop sequences must not be empty")
+        return value
+
+    def stop_list(self) -> tuple[str, ...]:
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_tokens
+
+
+class ChatCompletionRequest(SamplingFields):
+    messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
+    max_completion_tokens: int | None = Field(None, ge=1, description="Newer name for max_tokens (wins if both).")
+    tools: list[Any] | None = Field(None, description="Not supported; must be absent or empty.")
+
+    def requested_max_tokens(self) -> int | None:
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(SamplingFields):
+    prompt: str | list[str] = Field(description="The text to continue (a list must hold exactly one string).")
+    echo: bool = Field(False, description="Not supported; must be false.")
+    suffix: str | None = Field(None, description="Not supported; must be absent.")
+
+
+class AdapterRequest(BaseModel):
+    name: str = Field(
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$",
+        description="The name clients will put in `model`.",
+        examples=["acme"],
+    )
+    model: str = Field(
+        min_length=1,
+        max_length=256,
+        description="A registered model (`name`, `name@vN`) or run id in the server's workspace.",
+        examples=["acme@v1"],
+    )
+    replace: bool = Field(False, description="Swap an adapter already served under this name.")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class TextChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str = "tailorlm"
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class AdapterInfo(BaseModel):
+    name: str
+    kind: str = Field(description="adapter, full or base.")
+    source: str | None = Field(None, description="The registered model or run it was loaded from.")
+    context_length: int
+
+
+class AdapterList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[AdapterInfo]
+
+
+class Deleted(BaseModel):
+    id: str
+    object: Literal["adapter"] = "adapter"
+    deleted: bool = True
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    models: list[str] = Field(description="Served model names.")
+    queued: int = Field(description="Requests waiting for the generation thread.")
+    stats: dict[str, int] = Field(description="Batches, requests, tokens generated, cancelled requests.")

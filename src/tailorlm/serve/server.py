@@ -1,0 +1,182 @@
+"""`serve()` starts the API for a workspace's registered models; `deploy()` hot-loads one into a
+running server. Both are what the CLI verbs `tailorlm serve` and `tailorlm models deploy` call."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import socket
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from tailorlm import offline
+from tailorlm.models import ModelRef, resolve_model
+from tailorlm.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+
+class ServeError(ValueError):
+    """The server can't start with these settings (the message says what to change)."""
+
+
+class DeployError(RuntimeError):
+    """The running server refused the model (its error message is included)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (names are resolved)."""
+    if host in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
+def served_name(reference: str) -> str:
+    """The name clients use for a model: `acme` for `acme@v3`, `canary` for `canary=acme@v3`."""
+    alias, _, model = reference.partition("=")
+    return alias if model else reference.partition("@")[0]
+
+
+def serve(
+    workspace: Workspace,
+    *,
+    models: list[str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    no_auth: bool = False,
+    max_body_bytes: int = 1_000_000,
+    max_tokens_cap: int = 1024,
+    rate_limit_per_minute: int = 600,
+    log_texts: bool = False,
+    log_retention_days: float | None = 30,
+    base_model: Path | None = None,
+    device: str | None = None,
+    max_batch_size: int = 8,
+    max_queue: int = 64,
+    threads: int | None = None,
+) -> None:
+    """Serve registered models over the OpenAI-compatible API until interrupted.
+
+    Args:
+        models: Registered models (`name`, `name@vN`) or run ids. Each is served under its name
+            without the version (`acme@v3` as `acme`), or under an alias given as `alias=model`.
+            Adapters share one base model, which is also served as `base`.
+        host: Interface to listen on; `no_auth` is refused unless it is loopback.
+        no_auth: Accept requests without API keys (local experiments only).
+        max_body_bytes: Larger request bodies get 413.
+        max_tokens_cap: Most tokens one answer may have (higher `max_tokens` is lowered to it).
+        rate_limit_per_minute: Requests per minute per key (0: no limit); over it, 429.
+        log_texts: Also keep prompts and answers in the request log, with PII redacted.
+        log_retention_days: Request-log rows older than this are purged (None keeps them).
+        base_model: The base to serve when `models` is empty (else the models' base).
+        device: `cpu`, `cuda`...; default the GPU if there is one.
+        max_batch_size: Most requests generated together.
+        max_queue: Most requests waiting; beyond it, 503.
+        threads: CPU threads for torch (default: torch's choice).
+    """
+    import uvicorn
+
+    from tailorlm.serve.app import create_app
+    from tailorlm.serve.auth import KeyStore
+    from tailorlm.serve.engine import Engine
+    from tailorlm.serve.limits import Limits
+    from tailorlm.serve.request_log import RequestLog
+
+    if no_auth and not is_loopback(host):
+        raise ServeError(
+            f"--no-auth is refused on {host}: without API keys the server must listen on loopback only "
+            "(127.0.0.1); create a key with `tailorlm keys create` to serve other machines"
+        )
+    limits = Limits(
+        max_body_bytes=max_body_bytes, max_tokens_cap=max_tokens_cap, rate_limit_per_minute=rate_limit_per_minute
+    )
+    refs = [
+        (served_name(reference), resolve_model(workspace, reference.partition("=")[2] or reference))
+        for reference in models
+    ]
+    names = [name for name, _ in refs]
+    if len(set(names)) != len(names):
+        raise ServeError(
+            f"two models would be served under one name ({', '.join(names)}); "
+            "name them with alias=model, e.g. canary=acme@v2"
+        )
+    base = base_model or next((ref.base_model for _, ref in refs), None)
+    if base is None:
+        raise ServeError("nothing to serve: name at least one registered model (or a base_model)")
+    auth = None if no_auth else KeyStore(workspace)
+    if auth is not None and not len(auth):
+        logger.warning("no API keys yet: every request will get 401 until one is created (`tailorlm keys create`)")
+    engine = Engine(Path(base), device=device, max_batch_size=max_batch_size, max_queue=max_queue, threads=threads)
+    request_log = RequestLog(workspace, log_texts=log_texts, retention_days=log_retention_days)
+    try:
+        for name, ref in refs:
+            engine.load(name, ref)
+        app = create_app(
+            engine,
+            auth=auth,
+            limits=limits,
+            request_log=request_log,
+            resolve_model=lambda reference: resolve_model(workspace, reference),
+            audit=workspace.audit.append,
+        )
+        workspace.audit.append(
+            "serve.start",
+            inputs=[f"{r.name}@{r.version}" if r.version else r.name for _, r in refs],
+            host=host,
+            port=port,
+            no_auth=no_auth,
+        )
+        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+    finally:
+        engine.close()
+        request_log.close()
+        workspace.audit.append("serve.stop", host=host, port=port)
+
+
+def deploy(
+    workspace: Workspace, name: str, *, url: str, admin_key: str | None, timeout: float = 600.0
+) -> dict[str, Any]:
+    """Load the registered model `name` (`acme`, `acme@v3` or `alias=acme@v3`) into the server at `url`,
+    replacing the version it serves under that name, without a restart. Returns the server's
+    description of the loaded model.
+
+    The reference is resolved here first (so `acme` means this workspace's latest version, pinned as
+    `acme@vN`); the server loads it from its own workspace, which must hold the same registry.
+    """
+    offline.enforce()
+    ref: ModelRef = resolve_model(workspace, name.partition("=")[2] or name)
+    pinned = f"{ref.name}@{ref.version}" if ref.version else ref.name
+    alias = served_name(name)
+    body = json.dumps({"name": alias, "model": pinned, "replace": True}).encode()
+    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+        raise DeployError(f"the server URL must start with http:// or https:// (got {url!r})")
+    target = urllib.parse.urljoin(url.rstrip("/") + "/", "v1/adapters")
+    headers = {"content-type": "application/json"}
+    if admin_key:
+        headers["authorization"] = f"Bearer {admin_key}"
+    request = urllib.request.Request(target, data=body, headers=headers, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            result = json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        try:
+            message = json.loads(error.read())["error"]["message"]
+        except Exception:
+            message = error.reason
+        raise DeployError(f"{url} refused {pinned} ({error.code}): {message}") from None
+    except urllib.error.URLError as error:
+        raise DeployError(f"can't reach the server at {url}: {error.reason}") from None
+    workspace.audit.append("deploy", inputs=[pinned], url=url, name=alias)
+    return result

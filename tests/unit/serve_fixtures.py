@@ -1,0 +1,106 @@
+"""Shared pieces of the serve tests: a workspace with a trained, registered adapter (built once per
+session) and a real uvicorn server on a free loopback port, run in a thread.
+
+Import explicitly: `from tests.unit.serve_fixtures import ...` (the root conftest is the lead's).
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+_trained: dict[str, Path] = {}
+
+
+def trained_workspace_root(tmp_path_factory: Any, tiny_model_dir: Path) -> Path:
+    """A workspace on the tiny model with one LoRA run registered as `acme` and again as `support`
+    (same weights, two names, for adapter management tests). Built once per test session."""
+    if str(tiny_model_dir) in _trained:
+        return _trained[str(tiny_model_dir)]
+    from conftest import make_chat_examples, register_dataset
+    from tailorlm.config import parse_project
+    from tailorlm.models import register
+    from tailorlm.train import train
+    from tailorlm.workspace import Workspace
+
+    root = tmp_path_factory.mktemp("serve-ws")
+    workspace = Workspace(root)
+    try:
+        register_dataset(workspace, make_chat_examples(40))
+        project = parse_project(
+            {
+                "project": "tiny",
+                "base_model": str(tiny_model_dir),
+                "system_prompt": "You are Acme support.",
+                "train": {
+                    "method": "lora",
+                    "max_steps": 2,
+                    "batch_size": 4,
+                    "learning_rate": 3e-3,
+                    "logging_steps": 1,
+                    "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+                },
+            },
+            root=root,
+        )
+        result = train(workspace, project)
+        register(workspace, result.run.id, name="acme", system_prompt="You are Acme support.")
+        register(workspace, result.run.id, name="support")
+    finally:
+        workspace.close()
+    _trained[str(tiny_model_dir)] = root
+    return root
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Tests share 2 cores with other processes; one intra-op thread avoids oversubscription."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class ServerThread:
+    """uvicorn serving `app` on 127.0.0.1 (free port) in a background thread."""
+
+    def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.socket.bind(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.socket]}, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the test server did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.socket.close()
+
+
+def openai_client(url: str, key: str | None = "none", **options: Any) -> Any:
+    """The official client against the test server, without retries (a 429 must surface)."""
+    import openai
+
+    return openai.OpenAI(base_url=f"{url}/v1", api_key=key or "none", max_retries=0, timeout=60, **options)
