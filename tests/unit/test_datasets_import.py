@@ -17,8 +17,10 @@ def write(path, rows):
 
 
 def rows(n):
-    return [{"instruction": f"Where is order ACM-{100000 + i}?", "output": f"Order ACM-{100000 + i} ships on day {i}."}
-            for i in range(n)]
+    return [
+        {"instruction": f"Where is order ACM-{100000 + i}?", "output": f"Order ACM-{100000 + i} ships on day {i}."}
+        for i in range(n)
+    ]
 
 
 def test_import_then_train(tiny_project, workspace, tmp_path):
