@@ -192,7 +192,7 @@ def prepare(
     from tailorlm.prepare import prepare as run_prepare
 
     ws = _workspace(workspace)
-    result = run_prepare(ws, _project(ws, project), force=force)
+    result = run_prepare(ws, _project(ws, project), force=force, progress=lambda message: console.print(f"  {message}"))
     verb = "unchanged, reusing" if result.skipped else "built"
     console.print(f"Dataset {verb} [bold]{result.dataset.name}@{result.dataset.version}[/] at {result.path}")
     console.print("  " + ", ".join(f"{k}: {v}" for k, v in result.counts.items()))

@@ -127,6 +127,9 @@ class SynthesizeSettings(Settings):
     model: str | None = Field(None, description="Model name at the endpoint (default: the first it lists).")
     per_chunk: int = Field(3, gt=0, description="Questions asked per document chunk.")
     api_key_env: str | None = Field(None, description="Environment variable holding the endpoint's API key.")
+    distractors: int = Field(
+        0, ge=0, description="RAFT: other chunks shown with the golden one in each question (0: question only)."
+    )
 
 
 class PrepareSettings(Settings):

@@ -164,3 +164,12 @@ def test_deterministic(corpus: tuple[list[str], list[tuple[int, int]]]) -> None:
     second = drop_duplicates(list(texts), threshold=0.85)
     assert first == second
     assert near_duplicate_groups(texts, seed=2) == near_duplicate_groups(texts, seed=2)
+
+
+def test_a_single_text_and_batch_edges_do_not_crash():
+    """np.cumsum of an empty list is float64; reduceat then refused it (seen with one text in a batch)."""
+    from tailorlm.prepare.dedup import drop_duplicates
+
+    assert drop_duplicates(["only one text here, long enough for shingles"], threshold=0.85).keep == [0]
+    long_texts = ["a" * 23_000 + " tail one", "b" * 23_000 + " tail two"]
+    assert sorted(drop_duplicates(long_texts, threshold=0.85).keep) == [0, 1]

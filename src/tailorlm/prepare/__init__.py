@@ -8,7 +8,8 @@ Steps, top to bottom (docs/prepare.md tells the whole story):
 2. ingest each source path (idempotent by content hash); any failed file stops here, nothing written;
 3. skip when a complete dataset was built from the same file hashes and settings (unless `force`);
 4. load the documents, clean and redact their text (pseudonyms consistent within a document or an
-   e-mail thread), run the source's recipe; documents of a non-`cpt` task are only chunked;
+   e-mail thread), run the source's recipe; documents of a non-`cpt` task are only chunked, and with
+   `prepare.synthesize` a local teacher model writes Q&A examples from their chunks (synth.py);
 5. quality filters, exact + near duplicate removal, the split by source, the contamination check;
 6. write train/val/test.jsonl, card.json, card.md (and chunks.jsonl) into a staging folder renamed
    into place, then register the dataset (parents: the documents) and append an audit event.
@@ -113,6 +114,11 @@ def prepare(
     collected = _Collected(scrubber=Scrubber(project.prepare.pii))
     for item in inputs:
         _collect(workspace, project, item, collected, tokenizer, say)
+    if project.prepare.synthesize is not None:
+        if collected.chunks:
+            _synthesize(workspace, project, collected, tokenizer, say)
+        else:
+            say("prepare.synthesize is set, but no documents source gave chunks: nothing to synthesize")
     _check_format(project, collected.examples)
 
     say(f"filtering {len(collected.examples)} examples")
@@ -188,6 +194,11 @@ def _check_sources(project: Project) -> None:
                 f"sources[{index}] ({source.path}): kind {source.kind!r} doesn't fit task "
                 f"{project.task!r} (it takes: {fits})"
             )
+    if project.prepare.synthesize is not None and project.task not in ("chat", "generate"):
+        problems.append(
+            f"prepare.synthesize writes question/answer chat examples; it fits task 'chat' or 'generate' "
+            f"(got {project.task!r}): remove prepare.synthesize or change the task"
+        )
     if problems:
         raise PrepareError("\n".join(problems))
 
@@ -246,6 +257,7 @@ class _Collected:
     chunks: list[Chunk] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     sources: list[dict[str, Any]] = field(default_factory=list)  # one card row per source
+    chunk_rows: list[int] = field(default_factory=list)  # the card row of each chunk's source
 
 
 def _collect(
@@ -273,11 +285,6 @@ def _collect(
         example.meta.setdefault("file", str(source.path))
     chunks: list[Chunk] = []
     if source.kind == "documents" and project.task != "cpt":
-        if project.prepare.synthesize is not None:
-            raise PrepareError(
-                f"{where}: prepare.synthesize is set, but synthetic Q&A is not available in this version; "
-                "remove prepare.synthesize (the documents are still chunked for the RAG baseline)"
-            )
         settings = project.prepare.chunk
         try:
             chunks = chunk_documents(documents, settings.max_tokens, settings.overlap, tokenizer)
@@ -286,6 +293,7 @@ def _collect(
     say(f"{source.path}: {len(examples)} examples" + (f", {len(chunks)} chunks" if chunks else ""))
     collected.examples.extend(examples)
     collected.chunks.extend(chunks)
+    collected.chunk_rows.extend([len(collected.sources)] * len(chunks))
     collected.skipped.update(skips)
     collected.sources.append(
         {
@@ -296,6 +304,30 @@ def _collect(
             "chunks": len(chunks),
         }
     )
+
+
+def _synthesize(workspace: Workspace, project: Project, collected: _Collected, tokenizer: Any, say: Progress) -> None:
+    """Synthetic Q&A from every source's chunks (see synth.py), counted in the sources' card rows."""
+    from tailorlm.prepare.synth import synthesize
+
+    def progress(done: int, total: int) -> None:
+        if done == total or done % max(1, total // 20) == 0:
+            say(f"synthesizing: {done}/{total} chunk(s) asked")
+
+    synthesis = synthesize(
+        workspace,
+        project,
+        collected.chunks,
+        tokenizer=tokenizer,
+        say=say,
+        progress=progress,
+        file_of=lambda chunk: _label(Path(chunk.source_path), project),
+    )
+    collected.examples.extend(synthesis.examples)
+    collected.skipped.update(synthesis.skips())
+    for row, made in zip(collected.chunk_rows, synthesis.per_chunk, strict=True):
+        collected.sources[row]["examples"] += made
+        collected.sources[row]["synthetic"] = collected.sources[row].get("synthetic", 0) + made
 
 
 def _read_by_recipe(source: Source) -> tuple[Callable[[str], bool], Callable[[Document], bool]]:
@@ -422,7 +454,9 @@ def _comparison_texts(examples: Sequence[Example]) -> list[str]:
     """What duplicates are judged on: every turn but the system prompt, without a shared instruction."""
     texts = []
     for example in examples:
-        if example.messages is None:
+        if "question" in example.meta and example.meta.get("synthetic"):  # RAFT: not the documents around it
+            texts.append(f"{example.meta['question']}\n\n{example.target}")
+        elif example.messages is None:
             texts.append(example.text or "")
         else:
             texts.append("\n\n".join(m.content for m in example.messages if m.role != "system"))
@@ -462,7 +496,7 @@ def _empty_message(
     chunk_only = [s for s in project.sources if s.kind == "documents"] if project.task != "cpt" else []
     hint = (
         " Documents are only chunked for the chat task; add faq/email/table sources or use task: cpt."
-        if chunk_only and made == 0
+        if chunk_only and made == 0 and project.prepare.synthesize is None
         else ""
     )
     return (

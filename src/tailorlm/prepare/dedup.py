@@ -120,7 +120,7 @@ def _signatures(hash_lists: Sequence[np.ndarray], a: np.ndarray, b: np.ndarray) 
     hashes = _fmix32(np.concatenate(hash_lists))
     permuted = a[:, None] * hashes[None, :]  # permutations x shingles: the min runs along memory
     permuted += b[:, None]
-    offsets = np.concatenate(([0], np.cumsum([len(h) for h in hash_lists[:-1]])))
+    offsets = np.concatenate(([0], np.cumsum([len(h) for h in hash_lists[:-1]], dtype=np.int64)))  # int even if empty
     return np.minimum.reduceat(permuted, offsets, axis=1).T
 
 
