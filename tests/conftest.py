@@ -152,3 +152,44 @@ def tiny_project(tiny_model_dir: Path, tmp_path: Path):
         },
         root=tmp_path,
     )
+
+
+def train_registered(ws, model_dir: Path, *names: str, learning_rate: float = 3e-2, max_steps: int = 12) -> str:
+    """Train one LoRA run on the tiny model and register it under each name; returns the run id. The
+    high learning rate makes the adapter change the answers, so parity checks mean something."""
+    from tailorlm.config import parse_project
+    from tailorlm.models import register
+    from tailorlm.train import train
+
+    register_dataset(ws, make_chat_examples(40))
+    project = parse_project(
+        {
+            "project": "tiny",
+            "base_model": str(model_dir),
+            "system_prompt": "You are Acme support.",
+            "train": {
+                "method": "lora",
+                "max_steps": max_steps,
+                "batch_size": 4,
+                "learning_rate": learning_rate,
+                "logging_steps": 2,
+                "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+            },
+        },
+        root=ws.root,
+    )
+    run_id = train(ws, project).run.id
+    for index, name in enumerate(names):
+        register(ws, run_id, name=name, system_prompt="You are Acme support." if index == 0 else None)
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """The tiny model gains nothing from threads, and on a busy 2-core machine they make it ~8x slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_chat_examples, register_dataset
+from conftest import train_registered
 from tailorlm.export import export
 from tailorlm.export.parity import llama_cpp_available
 from tailorlm.workspace import Workspace
@@ -19,43 +19,17 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model gains nothing from threads, and on a busy 2-core machine they make it ~8x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, _one_thread):
-    from tailorlm.config import parse_project
-    from tailorlm.models import register
-    from tailorlm.train import train
-
     root = tmp_path_factory.mktemp("export-llama-cpp")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HOME", str(root / "home"))
         ws = Workspace(root / "ws")
-        register_dataset(ws, make_chat_examples(40))
-        project = parse_project(
-            {
-                "project": "tiny",
-                "base_model": str(tiny_model_dir),
-                "system_prompt": "You are Acme support.",
-                "train": {
-                    "method": "lora",
-                    "max_steps": 12,
-                    "batch_size": 4,
-                    "learning_rate": 3e-2,
-                    "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-                },
-            },
-            root=root,
-        )
-        register(ws, train(ws, project).run.id, name="acme")
+        train_registered(ws, tiny_model_dir, "acme")
     yield ws
     ws.close()
 

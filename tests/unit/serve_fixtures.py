@@ -24,35 +24,13 @@ def trained_workspace_root(tmp_path_factory: Any, tiny_model_dir: Path) -> Path:
     (same weights, two names, for adapter management tests). Built once per test session."""
     if str(tiny_model_dir) in _trained:
         return _trained[str(tiny_model_dir)]
-    from conftest import make_chat_examples, register_dataset
-    from tailorlm.config import parse_project
-    from tailorlm.models import register
-    from tailorlm.train import train
+    from conftest import train_registered
     from tailorlm.workspace import Workspace
 
     root = tmp_path_factory.mktemp("serve-ws")
     workspace = Workspace(root)
     try:
-        register_dataset(workspace, make_chat_examples(40))
-        project = parse_project(
-            {
-                "project": "tiny",
-                "base_model": str(tiny_model_dir),
-                "system_prompt": "You are Acme support.",
-                "train": {
-                    "method": "lora",
-                    "max_steps": 2,
-                    "batch_size": 4,
-                    "learning_rate": 3e-3,
-                    "logging_steps": 1,
-                    "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-                },
-            },
-            root=root,
-        )
-        result = train(workspace, project)
-        register(workspace, result.run.id, name="acme", system_prompt="You are Acme support.")
-        register(workspace, result.run.id, name="support")
+        train_registered(workspace, tiny_model_dir, "acme", "support", learning_rate=3e-3, max_steps=2)
     finally:
         workspace.close()
     _trained[str(tiny_model_dir)] = root

@@ -12,57 +12,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_chat_examples, register_dataset
+from conftest import train_registered
 from tailorlm.export import REPORT_FILE, ExportError, export
 from tailorlm.registry import Artifact
 from tailorlm.workspace import Workspace
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The tiny model gains nothing from threads, and on a busy 2-core machine they make it ~8x slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_torch_thread):
     yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
 def trained(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory, _one_thread):
     """A workspace with one LoRA run registered twice on the tiny base: `acme` and `legal`."""
-    from tailorlm.config import parse_project
-    from tailorlm.models import register
-    from tailorlm.train import train
-
     root = tmp_path_factory.mktemp("export")
     with pytest.MonkeyPatch.context() as patch:  # module scope runs before the per-test isolation
         patch.setenv("HOME", str(root / "home"))
         patch.setenv("HF_HOME", str(root / "home" / "hf"))
         ws = Workspace(root / "ws")
-        register_dataset(ws, make_chat_examples(40))
-        # A high learning rate makes the adapter change the answers, so merge parity means something.
-        project = parse_project(
-            {
-                "project": "tiny",
-                "base_model": str(tiny_model_dir),
-                "system_prompt": "You are Acme support.",
-                "train": {
-                    "method": "lora",
-                    "max_steps": 12,
-                    "batch_size": 4,
-                    "learning_rate": 3e-2,
-                    "logging_steps": 6,
-                    "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-                },
-            },
-            root=root,
-        )
-        result = train(ws, project)
-        register(ws, result.run.id, name="acme", system_prompt="You are Acme support.")
-        register(ws, result.run.id, name="legal")
-    yield ws, result.run.id
+        run_id = train_registered(ws, tiny_model_dir, "acme", "legal")
+    yield ws, run_id
     ws.close()
 
 

@@ -380,15 +380,16 @@ def test_the_event_loop_never_waits_for_generation(served):
     release = threading.Event()
     ids = served.engine.chat_prompt(served.engine.get("base"), MESSAGES)
     # A request whose events block: the generation thread is stuck inside it until released.
+    returned: list[bool] = []
     job = served.engine.submit(
-        served.engine.get("base"), ids, SamplingParams(max_tokens=2), lambda event: release.wait(30)
+        served.engine.get("base"), ids, SamplingParams(max_tokens=2), lambda event: returned.append(release.wait(30))
     )
     try:
         time.sleep(0.1)
-        started = time.perf_counter()
         assert healthy(served)
         assert served.client().models.list().data
-        assert time.perf_counter() - started < 2
+        # Both answered while the generation thread was still stuck inside the first event (no timing bound).
+        assert not returned
     finally:
         release.set()
         job.cancel()
