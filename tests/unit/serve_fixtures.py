@@ -6,6 +6,7 @@ Import explicitly: `from tests.unit.serve_fixtures import ...` (the root conftes
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -82,3 +83,33 @@ def openai_client(url: str, key: str | None = "none", **options: Any) -> Any:
     import openai
 
     return openai.OpenAI(base_url=f"{url}/v1", api_key=key or "none", max_retries=0, timeout=60, **options)
+
+
+class RecordingMiddleware:
+    """ASGI middleware that keeps every chat request body the server receives."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.bodies: list[dict[str, Any]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/chat/completions"):
+            await self.app(scope, receive, send)
+            return
+        chunks, more = [], True
+        while more:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        self.bodies.append(json.loads(body))
+        replayed = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)

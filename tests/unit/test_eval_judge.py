@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.unit.serve_fixtures import RecordingMiddleware
 
 from tailorlm.evaluate.cases import EvalError
 from tailorlm.evaluate.judge import (
@@ -101,36 +102,6 @@ def test_agreement_with_people(tmp_path: Path) -> None:
 # --- the protocol against a real server ----------------------------------------------------------
 
 
-class Recorder:
-    """ASGI middleware that keeps every chat request body the server receives."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.bodies: list[dict[str, Any]] = []
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].endswith("/chat/completions"):
-            await self.app(scope, receive, send)
-            return
-        chunks, more = [], True
-        while more:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(chunks)
-        self.bodies.append(json.loads(body))
-        replayed = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
-
-
 def minimal_app(model_dir: Path) -> Any:
     """A minimal OpenAI-compatible app serving the tiny model with transformers (used while
     `tailorlm.serve` can't be imported): /v1/models and non-streaming /v1/chat/completions."""
@@ -180,7 +151,7 @@ def minimal_app(model_dir: Path) -> Any:
 
 
 @pytest.fixture(scope="module")
-def judge_server(tiny_model_dir: Path) -> Iterator[tuple[str, Recorder]]:
+def judge_server(tiny_model_dir: Path) -> Iterator[tuple[str, RecordingMiddleware]]:
     """`tailorlm.serve` (or, while it can't be imported, `minimal_app`) on a free loopback port,
     serving the tiny model."""
     import uvicorn
@@ -195,7 +166,7 @@ def judge_server(tiny_model_dir: Path) -> Iterator[tuple[str, Recorder]]:
     else:
         engine = Engine(tiny_model_dir, device="cpu", max_batch_size=8)
         app = create_app(engine, auth=None, limits=Limits(max_tokens_cap=8), request_log=None)
-    recorder = Recorder(app)
+    recorder = RecordingMiddleware(app)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
@@ -214,7 +185,7 @@ def judge_server(tiny_model_dir: Path) -> Iterator[tuple[str, Recorder]]:
     sock.close()
 
 
-def test_pairwise_asks_both_orders(judge_server: tuple[str, Recorder]) -> None:
+def test_pairwise_asks_both_orders(judge_server: tuple[str, RecordingMiddleware]) -> None:
     url, recorder = judge_server
     before = len(recorder.bodies)
     judge = Judge(JudgeConfig(endpoint=url, max_tokens=4))

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.serve_fixtures import ServerThread, one_torch_thread
+from tests.unit.serve_fixtures import RecordingMiddleware, ServerThread, one_torch_thread
 
 from tailorlm.config import Project, parse_project
 from tailorlm.prepare import PrepareError, load_split, prepare
@@ -191,34 +191,8 @@ def test_raft_examples_keep_the_plain_question_for_dedup() -> None:
 # --- the protocol against a real server ----------------------------------------------------------
 
 
-class Recorder:
-    """ASGI middleware keeping the body of every chat request the server receives."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-        self.bodies: list[dict[str, Any]] = []
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].endswith("/chat/completions"):
-            await self.app(scope, receive, send)
-            return
-        parts, more = [], True
-        while more:
-            message = await receive()
-            parts.append(message.get("body", b""))
-            more = message.get("more_body", False)
-        body = b"".join(parts)
-        self.bodies.append(json.loads(body))
-        sent = False
-
-        async def replay() -> dict[str, Any]:
-            nonlocal sent
-            if sent:
-                return await receive()
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+class Recorder(RecordingMiddleware):
+    """The recording middleware, plus which passages were asked about."""
 
     def asked_since(self, start: int) -> list[str]:
         """The passages asked about in the requests after the first `start`."""
