@@ -138,6 +138,9 @@ class PrepareSettings(Settings):
         "redact",
         description="Personal data in the text: replace by type, by consistent placeholder, or keep.",
     )
+    pii_ner_model: Path | None = Field(
+        None, description="A local spaCy pipeline directory: person names are detected too (none by default)."
+    )
     dedup: DedupSettings = Field(default_factory=DedupSettings, description="Duplicate removal.")
     split: SplitSettings = Field(default_factory=SplitSettings, description="Train/val/test split.")
     chunk: ChunkSettings = Field(default_factory=ChunkSettings, description="Document chunking.")

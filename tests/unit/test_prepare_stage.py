@@ -386,6 +386,24 @@ def test_dataset_source_imported_cleaned_and_redacted(workspace, tmp_path, tiny_
         prepare(workspace, project)
 
 
+def test_person_names_redacted_with_a_configured_ner_model(workspace, tmp_path, tiny_model_dir):
+    spacy = pytest.importorskip("spacy")
+    root = tmp_path / "names"
+    root.mkdir()
+    nlp = spacy.blank("en")
+    nlp.add_pipe("entity_ruler").add_patterns([{"label": "PERSON", "pattern": "Jane Doe"}])
+    nlp.to_disk(root / "ner")
+    rows = [{"instruction": f"Who handles case {i}?", "output": f"Jane Doe handles case {i}."} for i in range(6)]
+    (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    project = make_project(
+        root, tiny_model_dir, sources=[{"path": "data.jsonl", "kind": "dataset"}], prepare={"pii_ner_model": "ner"}
+    )
+    result = prepare(workspace, project)
+    examples = all_examples(workspace, result.dataset)
+    assert all("Jane Doe" not in e.target and "[PERSON]" in e.target for e in examples)
+    assert result.card["pii"]["counts"]["PERSON"] == 6
+
+
 # --- bad input: a clear error, nothing written ---------------------------------------------------
 
 

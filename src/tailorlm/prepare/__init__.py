@@ -111,7 +111,7 @@ def prepare(
         return PrepareResult(found, path, dict(found.meta.get("counts", {})), True, _read_card(path))
 
     tokenizer = base_tokenizer(project.base_model)
-    collected = _Collected(scrubber=Scrubber(project.prepare.pii))
+    collected = _Collected(scrubber=Scrubber(project.prepare.pii, _ner_model(project)))
     for item in inputs:
         _collect(workspace, project, item, collected, tokenizer, say)
     if project.prepare.synthesize is not None:
@@ -143,6 +143,11 @@ def prepare(
         warnings=_warnings(project, splits, tokenizer, inputs),
     )
     return _write(workspace, project, splits, collected.chunks, card_inputs, inputs, tokenizer, say)
+
+
+def _ner_model(project: Project) -> Path | None:
+    model = project.prepare.pii_ner_model
+    return project.resolve(model) if model else None
 
 
 def load_split(workspace: Workspace, dataset: Artifact, split: str) -> list[Example]:

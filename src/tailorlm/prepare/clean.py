@@ -22,6 +22,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from tailorlm.config import PrepareSettings
@@ -175,8 +176,9 @@ class Scrubber:
     should keep its pseudonyms (a document, an e-mail thread).
     """
 
-    def __init__(self, pii: str) -> None:
+    def __init__(self, pii: str, ner_model: Path | None = None) -> None:
         self.pii = pii
+        self.ner_model = ner_model  # a local spaCy pipeline: person names are found only with one
         self.counts: Counter[str] = Counter()
 
     def __call__(self, text: str, mapping: dict[str, str]) -> str:
@@ -185,7 +187,7 @@ class Scrubber:
             return text
         from tailorlm.prepare.pii import redact
 
-        redaction = redact(text, self.pii, mapping=mapping)  # type: ignore[arg-type]
+        redaction = redact(text, self.pii, mapping=mapping, ner_model=self.ner_model)  # type: ignore[arg-type]
         self.counts.update(redaction.counts)
         return redaction.text
 
