@@ -21,7 +21,8 @@ from tailorlm.registry import Artifact
 from tailorlm.workspace import Workspace, read_jsonl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_eval_judge import Recorder, judge_server  # noqa: F401  (the local judge server fixture)
+from test_eval_judge import judge_server  # noqa: F401  (the local judge server fixture)
+from tests.unit.serve_fixtures import RecordingMiddleware
 
 EVALUATE = {"max_new_tokens": 6, "batch_size": 8, "baselines": ["base"]}
 
@@ -283,7 +284,7 @@ def test_classification_baseline_only(tiny_model_dir: Path, workspace: Workspace
 
 def test_judge_and_endpoint_candidates_against_a_local_server(
     trained: tuple[Workspace, Project, Artifact],
-    judge_server: tuple[str, Recorder],  # noqa: F811
+    judge_server: tuple[str, RecordingMiddleware],  # noqa: F811
 ) -> None:
     ws, project, run = trained
     url, recorder = judge_server
