@@ -32,7 +32,9 @@ DEMO_TRAIN = {
     "lora": {"r": 64, "alpha": 128, "dropout": 0.0},
     "logging_steps": 10,
 }
-DEMO_EVALUATE = {"max_new_tokens": 64, "limit": 24}
+# The demo's own objective: the project file's `rouge_l >= 0.15` is meant for a real model; a
+# 2M-parameter demo model starting from ~0.01 (base) is held to 0.10 — the gate still decides.
+DEMO_EVALUATE = {"max_new_tokens": 64, "limit": 24, "objectives": {"rouge_l": 0.10}}
 PRETRAIN_STEPS = 150
 DEMO_MODEL = {"hidden_size": 192, "layers": 4, "heads": 3, "intermediate_size": 512, "vocab_size": 2048}
 
