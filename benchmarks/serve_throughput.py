@@ -180,6 +180,7 @@ def main() -> None:
 
     from tailorlm import offline
     from tailorlm.demo import build_demo_model
+    from tailorlm.serve import wait_until_healthy
 
     offline.enforce()
     with tempfile.TemporaryDirectory(prefix="tailorlm-bench-") as temp:
@@ -213,16 +214,7 @@ def main() -> None:
             text=True,
         )
         try:
-            deadline = time.monotonic() + 180
-            while True:
-                try:
-                    if httpx2.get(f"{url}/health", timeout=2).status_code == 200:
-                        break
-                except httpx2.HTTPError:
-                    pass
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit(f"the server did not start:\n{server.stderr.read() if server.stderr else ''}")
-                time.sleep(0.2)
+            wait_until_healthy(url, process=server, timeout=180)
             raw = RawGenerate(model_dir)
             served_rates, raw_rates = [], []
             with httpx2.Client(base_url=url, timeout=600) as client:

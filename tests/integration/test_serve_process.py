@@ -8,13 +8,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
-import httpx2
 import pytest
 from tests.unit.serve_fixtures import openai_client, trained_workspace_root
 
-from tailorlm.serve import deploy
+from tailorlm.serve import deploy, wait_until_healthy
 from tailorlm.serve.auth import create_key
 from tailorlm.workspace import Workspace
 
@@ -47,16 +45,7 @@ def test_serve_runs_until_interrupted(tmp_path_factory, tiny_model_dir):
         text=True,
     )
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx2.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                pass
-            assert server.poll() is None, server.stdout.read() if server.stdout else ""
-            assert time.monotonic() < deadline, "the server did not start in 120 s"
-            time.sleep(0.2)
+        wait_until_healthy(url, process=server, timeout=120)
         answer = openai_client(url, chat).chat.completions.create(
             model="acme", messages=[{"role": "user", "content": "Where is my order?"}], max_tokens=100
         )

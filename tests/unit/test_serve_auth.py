@@ -127,3 +127,17 @@ def test_migrations_add_the_serve_tables(workspace):
     assert workspace.registry.schema_version >= 3
     tables = {r[0] for r in workspace.registry.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert {"api_keys", "request_log"} <= tables
+
+
+def test_wait_until_healthy_reports_a_server_that_exited():
+    import subprocess
+    import sys
+
+    from tailorlm.serve import ServeError, wait_until_healthy
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", "print('port already in use')"], stdout=subprocess.PIPE, text=True
+    )
+    process.wait()
+    with pytest.raises(ServeError, match="(?s)exited.*port already in use"):
+        wait_until_healthy("http://127.0.0.1:9", process=process, timeout=30)

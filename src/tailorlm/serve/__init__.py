@@ -10,6 +10,6 @@ is cheap for the CLI.
 
 from __future__ import annotations
 
-from tailorlm.serve.server import DeployError, ServeError, deploy, serve, served_name
+from tailorlm.serve.server import DeployError, ServeError, deploy, serve, served_name, wait_until_healthy
 
-__all__ = ["DeployError", "ServeError", "deploy", "serve", "served_name"]
+__all__ = ["DeployError", "ServeError", "deploy", "serve", "served_name", "wait_until_healthy"]

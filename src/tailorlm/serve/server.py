@@ -7,6 +7,8 @@ import ipaddress
 import json
 import logging
 import socket
+import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -180,3 +182,25 @@ def deploy(
         raise DeployError(f"can't reach the server at {url}: {error.reason}") from None
     workspace.audit.append("deploy", inputs=[pinned], url=url, name=alias)
     return result
+
+
+def wait_until_healthy(url: str, *, process: subprocess.Popen | None = None, timeout: float = 120.0) -> None:
+    """Wait until a server's `GET /health` answers 200 (e.g. one started with `tailorlm serve` in a
+    script). Raises `ServeError` with the process's output when it exits first or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url.rstrip('/')}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        exited = process is not None and process.poll() is not None
+        if exited or time.monotonic() > deadline:
+            output = ""
+            if process is not None and exited:
+                stream = process.stdout or process.stderr
+                output = stream.read() if stream else ""
+            reason = "exited" if exited else f"did not answer /health within {timeout:.0f} s"
+            raise ServeError(f"the server at {url} {reason}\n{output}".rstrip())
+        time.sleep(0.2)
