@@ -139,5 +139,5 @@ def test_wait_until_healthy_reports_a_server_that_exited():
         [sys.executable, "-c", "print('port already in use')"], stdout=subprocess.PIPE, text=True
     )
     process.wait()
-    with pytest.raises(ServeError, match="(?s)exited.*port already in use"):
+    with pytest.raises(ServeError, match=r"(?s)exited.*port already in use"):
         wait_until_healthy("http://127.0.0.1:9", process=process, timeout=30)
