@@ -127,7 +127,8 @@ def prepare(
     if not kept:
         raise PrepareError(_empty_message(project, len(collected.examples), drops, dedup, collected.skipped))
     try:
-        splits = split_examples(kept, project.prepare.split, stratify_by_label=project.task == "classify")
+        files = {f["path"]: f["sha256"] for item in inputs for f in item.files}
+        splits = split_examples(kept, project.prepare.split, stratify_by_label=project.task == "classify", files=files)
     except SplitError as error:
         raise PrepareError(f"dataset {project.dataset_name}: {error}") from None
     contamination = contamination_report(splits, project.prepare.dedup.near_threshold or 0.85)

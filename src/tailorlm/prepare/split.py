@@ -5,6 +5,10 @@ Rules (`prepare.split`):
 * **By source** (`by: source`): examples with the same `Example.source` (a document, an FAQ entry, a
   ticket, an e-mail thread) form one group and land in one split. `by: example` makes every example
   its own group.
+* **Keyed on content, never on location**: a source label starts with its file as the user wrote it
+  (`faq.csv#row 12`, or an absolute path for a file outside the project folder); the group key swaps
+  that file for its sha256 (`<sha256>#row 12`), so one project prepared from two clone locations gets
+  the same split.
 * **Seeded hash, per group**: each group gets a number in [0, 1) from `sha256(seed, group)`: below
   `test` → test, below `test + val` → val, else train. It depends on nothing but the group, so the
   same seed gives the same split, and adding examples never moves existing groups.
@@ -39,9 +43,16 @@ class SplitError(ValueError):
     """A dataset that can't be split as asked (too few examples)."""
 
 
-def group_key(example: Example, by: str) -> str:
-    """The unit that stays on one side: the example's source, or the example itself."""
-    return example.source if by == "source" and example.source else f"example:{example.id}"
+def group_key(example: Example, by: str, files: Mapping[str, str] | None = None) -> str:
+    """The unit that stays on one side: the example's source (its file named by content hash, see
+    the module docstring), or the example itself."""
+    if by != "source" or not example.source:
+        return f"example:{example.id}"
+    source = example.source
+    for label in sorted(files or {}, key=len, reverse=True):
+        if source == label or source.startswith(label + "#"):
+            return f"{files[label]}{source[len(label) :]}"  # type: ignore[index]
+    return source
 
 
 def hash_unit(seed: int, key: str) -> float:
@@ -51,9 +62,15 @@ def hash_unit(seed: int, key: str) -> float:
 
 
 def split_examples(
-    examples: Sequence[Example], settings: SplitSettings, *, stratify_by_label: bool
+    examples: Sequence[Example],
+    settings: SplitSettings,
+    *,
+    stratify_by_label: bool,
+    files: Mapping[str, str] | None = None,
 ) -> dict[str, list[Example]]:
     """Split examples into train/val/test by group (see the module docstring); order is kept in each split.
+
+    `files` maps each source file's label (as it starts `Example.source`) to its sha256.
 
     Raises:
         SplitError: with fewer than `MIN_EXAMPLES` examples while val or test is asked for.
@@ -65,7 +82,7 @@ def split_examples(
         )
     members: dict[str, list[int]] = {}
     for index, example in enumerate(examples):
-        members.setdefault(group_key(example, settings.by), []).append(index)
+        members.setdefault(group_key(example, settings.by, files), []).append(index)
     unit = {key: hash_unit(settings.seed, key) for key in members}
     place = {key: _by_threshold(unit[key], settings) for key in members}
     shares = {"test": settings.test, "val": settings.val}
