@@ -36,10 +36,15 @@ export_app = typer.Typer(
 )
 models_app = typer.Typer(help="Registered models.", invoke_without_command=True)
 keys_app = typer.Typer(help="API keys for `tailorlm serve`.", no_args_is_help=True)
+base_app = typer.Typer(
+    help="Base models: import a GGUF file (Ollama, llama.cpp, a model package) once, list what is registered.",
+    no_args_is_help=True,
+)
 app.add_typer(data_app, name="data")
 app.add_typer(export_app, name="export")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(base_app, name="base")
 
 console = Console()
 err = Console(stderr=True)
@@ -96,6 +101,7 @@ def _workspace(path: Path | None):
 
 
 def _project(workspace, path: Path | None):
+    from tailorlm.bases import with_base_dir
     from tailorlm.config import ConfigError, load_project
 
     candidates = [path] if path else [workspace.project_file, Path("tailorlm.yaml")]
@@ -103,7 +109,7 @@ def _project(workspace, path: Path | None):
         if candidate and candidate.is_file():
             project = load_project(candidate)
             offline.allow(project.allow_hosts)
-            return project
+            return with_base_dir(workspace, project, say=console.print)
     raise ConfigError(f"no project file: pass --project FILE, or create {workspace.project_file} (`tailorlm init`)")
 
 
@@ -383,14 +389,91 @@ def run_all(
 def quickstart(
     workspace: WorkspaceOption = None,
     base_model: Annotated[
-        Path | None, typer.Option(help="A local model directory (default: build a small demo model).")
+        str | None,
+        typer.Option(
+            help="Run the project file's own settings on this base instead: a model directory, a .gguf file "
+            "or a registered base."
+        ),
     ] = None,
+    tiny: Annotated[
+        bool, typer.Option(help="A small random-weight model built here: the mechanics in a few minutes.")
+    ] = False,
     smoke: Annotated[bool, typer.Option(help="A one-minute run with a tiny model, to check an installation.")] = False,
 ) -> None:
-    """The whole journey on the bundled sample company: ingest → prepare → train → eval → register."""
+    """The whole journey on the bundled sample company: ingest → prepare → train → eval → register.
+
+    By default it fine-tunes SmolLM2-135M-Instruct (installed by `make demo`); exits 1 when the gate fails.
+
+    Example: tailorlm quickstart --workspace demo-ws
+    """
     from tailorlm.quickstart import run_quickstart
 
-    run_quickstart(_workspace(workspace), base_model=base_model, smoke=smoke, say=console.print)
+    result = run_quickstart(_workspace(workspace), base_model=base_model, tiny=tiny, smoke=smoke, say=console.print)
+    if result.model is None:
+        raise typer.Exit(1)
+
+
+# --- base models -------------------------------------------------------------------------------------
+
+
+def _packaged_names() -> list[str]:
+    from tailorlm.bases.packages import PACKAGED
+
+    return list(PACKAGED)
+
+
+@base_app.command("import")
+@command
+def base_import(
+    source: Annotated[
+        str,
+        typer.Argument(help="A .gguf file, or an installed model package: " + ", ".join(_packaged_names()) + "."),
+    ],
+    workspace: WorkspaceOption = None,
+    name: Annotated[str | None, typer.Option(help="Name to register it under (default: from the file).")] = None,
+    dtype: Annotated[str, typer.Option(help="Dequantise to float32 (any CPU), bfloat16 or float16.")] = "float32",
+) -> None:
+    """Convert a GGUF once into a model directory in the workspace and register it as a base.
+
+    Example: tailorlm base import ~/models/company-llama.Q4_K_M.gguf --name company-llama
+    """
+    from tailorlm.bases import import_base
+
+    ws = _workspace(workspace)
+    artifact = import_base(ws, source, name=name, dtype=dtype, say=lambda line: console.print(f"  {line}"))
+    console.print(f"base [bold]{artifact.name}[/]: {ws.path_of(artifact)}")
+    console.print(f"Use it with `base_model: {artifact.name}` in the project file.")
+
+
+@base_app.command("list")
+@command
+def base_list(
+    workspace: WorkspaceOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Registered base models with their origin, licence and hash."""
+    from tailorlm.bases import list_bases
+
+    ws = _workspace(workspace)
+    bases = list_bases(ws)
+    if json_output:
+        rows = [{"name": a.name, "path": str(ws.path_of(a)), **a.meta} for a in bases]
+        console.print_json(json.dumps(rows, default=str))
+        return
+    table = Table("name", "parameters", "dtype", "licence", "origin", "sha256", box=None)
+    for artifact in bases:
+        meta = artifact.meta
+        origin = meta.get("origin", {})
+        where = f"{origin['package']} {origin.get('version', '')}" if origin.get("package") else origin.get("file", "")
+        table.add_row(
+            artifact.name,
+            f"{meta.get('parameters', 0) / 1e6:.0f}M",
+            str(meta.get("dtype", "")),
+            str(meta.get("license") or "unknown"),
+            where,
+            str(meta.get("sha256", ""))[:16],
+        )
+    console.print(table if bases else "No base models yet: `tailorlm base import FILE.gguf`.")
 
 
 # --- lists and lineage -------------------------------------------------------------------------------

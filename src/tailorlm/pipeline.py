@@ -27,11 +27,13 @@ def run_project(
     say: Callable[..., None] = print,
     register_name: str | None = None,
 ) -> PipelineResult:
+    from tailorlm.bases import with_base_dir
     from tailorlm.evaluate import evaluate, summary_table
     from tailorlm.models import GateFailed, register
     from tailorlm.prepare import prepare
     from tailorlm.train import train
 
+    project = with_base_dir(workspace, project, say=lambda line: say(f"    {line}"))
     say("[bold]1/4 prepare[/] ingest, clean, redact, deduplicate, split")
     prepared = prepare(workspace, project, force=force)
     say(

@@ -4,7 +4,8 @@
 <workspace>/ tailorlm.yaml tailorlm.db audit.jsonl
   documents/<source-sha256>.jsonl   datasets/<name>/<version>/   runs/<run-id>/
   evals/<eval-id>/                  models/<name>/<version>/
-  exports/<model>/                  cache/ (safe to delete)
+  exports/<model>/                  base-models/<name>/ (imported GGUFs)
+  cache/ (safe to delete)
 ```
 Every write is atomic: files go to a temp name, are fsynced and renamed; artifact folders are built
 under a hidden staging name and renamed into place only when complete.
@@ -143,6 +144,10 @@ class Workspace:
 
     def model_dir(self, name: str, version: str) -> Path:
         return self.root / "models" / name / version
+
+    def base_dir(self, name: str) -> Path:
+        """A base model imported into the workspace (a GGUF converted to a model directory)."""
+        return self.root / "base-models" / name
 
     def export_dir(self, name: str) -> Path:
         return self.root / "exports" / name

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tailorlm.bases import BaseModelError, resolve_base
 from tailorlm.config import Project
 from tailorlm.evaluate.baselines import (
     BASELINES,
@@ -269,10 +270,11 @@ def plan_suite(
     if any("labels" in get_metric(m).options for m in metrics):
         options["labels"] = _labels(train + test, cases)
 
-    base_model = resolved[0][1].base_model if resolved else project.resolve(project.base_model)
     try:
-        base_model = check_model_dir(base_model)
-    except ModelDirError as error:
+        base_model = check_model_dir(
+            resolved[0][1].base_model if resolved else resolve_base(workspace, project.base_model, root=project.root)
+        )
+    except (ModelDirError, BaseModelError) as error:
         raise EvalError(str(error)) from None
     fingerprints: dict[Path, str] = {}
 

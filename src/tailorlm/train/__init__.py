@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from tailorlm.bases import resolve_base
 from tailorlm.config import Project, TrainSettings
 from tailorlm.prepare import load_split
 from tailorlm.registry import Artifact
@@ -67,7 +68,7 @@ def train(
     if resume:
         return _resume(workspace, resume, callbacks=callbacks)
     settings = project.train
-    base_model = check_model_dir(project.resolve(project.base_model))
+    base_model = check_model_dir(resolve_base(workspace, project.base_model, root=project.root))
     dataset_artifact = workspace.resolve("dataset", dataset or project.dataset_name)
     key = stable_hash(
         {
