@@ -120,11 +120,15 @@ def _can_dequantize(type_name: str) -> bool:
 @contextmanager
 def _no_tqdm() -> Iterator[None]:
     """transformers' per-tensor tqdm bars are noise in our output (and \\r-garbage in a log)."""
+    from transformers.utils import logging as hf_logging
+
     previous = os.environ.get("TQDM_DISABLE")
     os.environ["TQDM_DISABLE"] = "1"
+    hf_logging.disable_progress_bar()
     try:
         yield
     finally:
+        hf_logging.enable_progress_bar()
         if previous is None:
             os.environ.pop("TQDM_DISABLE", None)
         else:
