@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tailorlm.prepare import pii
+from tailorlm import pii
 
 LABELLED = Path(__file__).resolve().parents[1] / "tests" / "assets" / "pii" / "labelled.jsonl"
 

@@ -69,7 +69,7 @@ class RawGenerate:
     def __init__(self, model_dir: Path) -> None:
         from transformers import AutoModelForCausalLM
 
-        from tailorlm.train.model import load_tokenizer
+        from tailorlm.modeling import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_dir)
         self.model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()

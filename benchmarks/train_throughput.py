@@ -48,6 +48,7 @@ def setup(work: Path, quick: bool) -> dict:
     """Build the model and the dataset once; every configuration reads them."""
     from tailorlm.config import parse_project
     from tailorlm.demo import build_demo_model
+    from tailorlm.ingest import ingest
     from tailorlm.prepare import prepare
     from tailorlm.quickstart import corpus_texts
     from tailorlm.workspace import Workspace
@@ -75,7 +76,7 @@ def setup(work: Path, quick: bool) -> dict:
         },
         root=work,
     )
-    result = prepare(ws, project)
+    result = prepare(ws, project, ingest=ingest)
     return {"model": str(model_dir), "workspace": str(work / "ws"), "dataset": result.dataset.id}
 
 
@@ -84,9 +85,9 @@ def run_config(name: str, info: dict, steps: int) -> dict:
     import torch
 
     from tailorlm.config import parse_project
-    from tailorlm.prepare import load_split
+    from tailorlm.dataset_splits import load_split
+    from tailorlm.modeling import load_tokenizer
     from tailorlm.train.data import tokenize_split
-    from tailorlm.train.model import load_tokenizer
     from tailorlm.workspace import Workspace
 
     ws = Workspace(Path(info["workspace"]))
@@ -120,7 +121,7 @@ def run_config(name: str, info: dict, steps: int) -> dict:
         result = train(ws, project, dataset=dataset.id, force=True)
         rows = result.metrics_rows()
         tokens = max(row.get("tokens_seen", 0) for row in rows)
-        from tailorlm.train.model import load_trained
+        from tailorlm.modeling import load_trained
 
         artifact = result.run_dir / ("model" if method == "full" else "adapter")
         model, _ = load_trained(artifact, Path(info["model"]))
@@ -155,7 +156,7 @@ def _trl(info: dict, examples: list, common: dict):
     from transformers import AutoModelForCausalLM, TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from tailorlm.train.model import load_tokenizer
+    from tailorlm.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(Path(info["model"]))
     data = Dataset.from_list([{"messages": [m.model_dump() for m in e.messages]} for e in examples])

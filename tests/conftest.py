@@ -158,7 +158,7 @@ def train_registered(ws, model_dir: Path, *names: str, learning_rate: float = 3e
     """Train one LoRA run on the tiny model and register it under each name; returns the run id. The
     high learning rate makes the adapter change the answers, so parity checks mean something."""
     from tailorlm.config import parse_project
-    from tailorlm.models import register
+    from tailorlm.register import register
     from tailorlm.train import train
 
     register_dataset(ws, make_chat_examples(40))

@@ -195,10 +195,13 @@ def prepare(
     force: Annotated[bool, typer.Option(help="Build a new version even if nothing changed.")] = False,
 ) -> None:
     """Clean, redact, deduplicate, structure and split the project's sources into a dataset version."""
+    from tailorlm.ingest import ingest
     from tailorlm.prepare import prepare as run_prepare
 
     ws = _workspace(workspace)
-    result = run_prepare(ws, _project(ws, project), force=force, progress=lambda message: console.print(f"  {message}"))
+    result = run_prepare(
+        ws, _project(ws, project), ingest=ingest, force=force, progress=lambda message: console.print(f"  {message}")
+    )
     verb = "unchanged, reusing" if result.skipped else "built"
     console.print(f"Dataset {verb} [bold]{result.dataset.name}@{result.dataset.version}[/] at {result.path}")
     console.print("  " + ", ".join(f"{k}: {v}" for k, v in result.counts.items()))
@@ -230,7 +233,7 @@ def train(
     ws = _workspace(workspace)
     proj = None if resume else _override_train(_project(ws, project), method=method, max_steps=max_steps)
     if data is not None:
-        from tailorlm.datasets import import_dataset
+        from tailorlm.dataset_import import import_dataset
 
         imported = import_dataset(ws, data, project=proj, skip_invalid=skip_invalid)
         dataset = imported.id
@@ -323,7 +326,7 @@ def register(
     force: Annotated[bool, typer.Option(help="Register despite a failed gate (recorded in the audit log).")] = False,
 ) -> None:
     """Register a run as a versioned model (refused if its latest evaluation failed the gate)."""
-    from tailorlm.models import register as run_register
+    from tailorlm.register import register as run_register
 
     ws = _workspace(workspace)
     proj = _project(ws, project) if (name is None or project) else None
@@ -589,9 +592,9 @@ def data_inspect(
     max_length: Annotated[int | None, typer.Option(help="Truncation length (default: train.max_length).")] = None,
 ) -> None:
     """Render examples exactly as training sees them: trained tokens highlighted, masked tokens dim."""
-    from tailorlm.datasets import load_examples
+    from tailorlm.dataset_splits import load_examples
     from tailorlm.formats.templates import inspect_segments
-    from tailorlm.train.model import check_model_dir, load_tokenizer
+    from tailorlm.modeling import check_model_dir, load_tokenizer
 
     ws = _workspace(workspace)
     proj = None
@@ -641,7 +644,7 @@ def data_import(
     ] = False,
 ) -> None:
     """Import an existing JSONL dataset as a new dataset version (split into train/val/test)."""
-    from tailorlm.datasets import import_dataset
+    from tailorlm.dataset_import import import_dataset
 
     ws = _workspace(workspace)
     artifact = import_dataset(ws, file, project=_project(ws, project), name=name, skip_invalid=skip_invalid)

@@ -29,13 +29,14 @@ def run_project(
 ) -> PipelineResult:
     from tailorlm.bases import with_base_dir
     from tailorlm.evaluate import evaluate, summary_table
-    from tailorlm.models import GateFailed, register
+    from tailorlm.ingest import ingest
     from tailorlm.prepare import prepare
+    from tailorlm.register import GateFailed, register
     from tailorlm.train import train
 
     project = with_base_dir(workspace, project, say=lambda line: say(f"    {line}"))
     say("[bold]1/4 prepare[/] ingest, clean, redact, deduplicate, split")
-    prepared = prepare(workspace, project, force=force)
+    prepared = prepare(workspace, project, ingest=ingest, force=force)
     say(
         f"    dataset {prepared.dataset.name}@{prepared.dataset.version}"
         f"{' (unchanged)' if prepared.skipped else ''}: {_counts(prepared.counts)}"

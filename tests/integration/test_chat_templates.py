@@ -89,7 +89,7 @@ def test_mask_agrees_with_the_generation_template(family, shared_data):
 
 
 def test_gemma_rejects_system_role_and_we_fold_it(shared_data, tiny_model_dir):
-    from tailorlm.train.model import load_tokenizer
+    from tailorlm.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_model_dir)
     tokenizer.chat_template = (shared_data / "tokenizers" / "gemma-2-it" / "chat_template.jinja").read_text()

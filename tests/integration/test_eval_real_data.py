@@ -12,6 +12,7 @@ import pytest
 
 from tailorlm.config import parse_project
 from tailorlm.evaluate import compare, evaluate
+from tailorlm.ingest import ingest
 from tailorlm.prepare import prepare
 from tailorlm.workspace import Workspace, read_jsonl
 
@@ -41,7 +42,7 @@ def test_sroie_extraction_through_the_pipeline(
         },
         root=tmp_path,
     )
-    dataset = prepare(workspace, project).dataset
+    dataset = prepare(workspace, project, ingest=ingest).dataset
     cases = tmp_path / "cases.yaml"
     cases.write_text(
         "- input: 'ACME SDN BHD\\nTOTAL: RM 9.00\\n25/12/2018'\n"
@@ -103,7 +104,7 @@ def test_faq_chat_finetuned_against_baselines(
         },
         root=tmp_path,
     )
-    prepare(workspace, project)
+    prepare(workspace, project, ingest=ingest)
     run = train(workspace, project).run
     first = evaluate(workspace, project, run=run.id, gate=True)
     assert first.gate is not None and not first.gate.passed  # a tiny model does not reach ROUGE-L 0.5

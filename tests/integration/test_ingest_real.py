@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tailorlm.ingest import ingest, load_documents
+from tailorlm.documents import load_documents
+from tailorlm.ingest import ingest
 from tailorlm.workspace import sha256_file
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from tests.unit.serve_fixtures import ServerThread, one_torch_thread
 
-from tailorlm.models import resolve_model
+from tailorlm.modeling import resolve_model
 from tailorlm.serve.app import create_app
 from tailorlm.serve.auth import KeyStore, create_key
 from tailorlm.serve.engine import Engine

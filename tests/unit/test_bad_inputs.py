@@ -8,7 +8,8 @@ import json
 import re
 from pathlib import Path
 
-from tailorlm.ingest import ingest, load_documents
+from tailorlm.documents import load_documents
+from tailorlm.ingest import ingest
 
 CORPUS = Path(__file__).resolve().parents[1] / "assets" / "bad_inputs"
 ROW = re.compile(r"^\| `(?P<name>[^`]+)` \| (?P<status>\w+) \|(?P<detail>.*)\|$")

@@ -110,7 +110,7 @@ def minimal_app(model_dir: Path) -> Any:
     from transformers import AutoModelForCausalLM
 
     from tailorlm.formats.templates import render
-    from tailorlm.train.model import load_tokenizer
+    from tailorlm.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()

@@ -122,7 +122,7 @@ def test_evaluation_writes_report_results_and_registry(trained: tuple[Workspace,
 
 
 def test_gate_fails_and_register_refuses(trained: tuple[Workspace, Project, Artifact]) -> None:
-    from tailorlm.models import GateFailed, register
+    from tailorlm.register import GateFailed, register
 
     ws, project, run = trained
     project = with_evaluate(project, objectives={"rouge_l": 0.99, "perplexity": 1.0})

@@ -92,7 +92,7 @@ def test_merge_gives_identical_greedy_tokens(trained) -> None:
     from transformers import AutoModelForCausalLM
 
     from tailorlm.formats.templates import render
-    from tailorlm.train.model import load_tokenizer, load_trained
+    from tailorlm.modeling import load_tokenizer, load_trained
 
     ws, run_id = trained
     models_before = len(ws.registry.find("model"))
@@ -363,7 +363,7 @@ MISTRAL_TEMPLATE = (
 )
 def test_go_templates_render_like_the_training_template(tiny_model_dir, template, family) -> None:
     from tailorlm.export.ollama import detect_family, template_difference
-    from tailorlm.train.model import load_tokenizer
+    from tailorlm.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(tiny_model_dir)
     if template:

@@ -10,7 +10,7 @@ import pytest
 from tailorlm.formats.examples import Example
 from tailorlm.formats.importers import DatasetError, read_examples
 from tailorlm.formats.templates import inspect_segments, render, tokenize_example
-from tailorlm.train.model import load_tokenizer
+from tailorlm.modeling import load_tokenizer
 
 RECORDS = {
     "messages": {

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tailorlm.ingest import ReadError, read_file
+from tailorlm.documents import ReadError
+from tailorlm.ingest import read_file
 from tailorlm.ingest.email_reader import strip_reply
 from tailorlm.ingest.readers import reader_for
 from tailorlm.workspace import sha256_file

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tailorlm.ingest import FileResult, IngestReport, ingest, load_documents
-from tailorlm.ingest.document import Document
+from tailorlm.documents import Document, FileResult, IngestReport, load_documents
+from tailorlm.ingest import ingest
 from tailorlm.ingest.readers import READERS, reader
 from tailorlm.workspace import NotFound, read_jsonl, sha256_file
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tailorlm.prepare import pii
-from tailorlm.prepare.pii import (
+from tailorlm import pii
+from tailorlm.pii import (
     codice_fiscale_valid,
     dni_valid,
     find_pii,
@@ -22,6 +22,7 @@ from tailorlm.prepare.pii import (
     redact,
     steuer_id_valid,
 )
+from tailorlm.pii import redaction as pii_redaction
 
 LABELLED = Path(__file__).resolve().parents[1] / "assets" / "pii" / "labelled.jsonl"
 
@@ -211,12 +212,12 @@ def test_no_network_access(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    pii._engine.cache_clear()
+    pii_redaction._engine.cache_clear()
     try:
         spans = find_pii("reach me at someone@sub.example.co.uk or info@acme.museum")
         redacted = redact("reach me at someone@sub.example.co.uk", "pseudonymize")
     finally:
-        pii._engine.cache_clear()
+        pii_redaction._engine.cache_clear()
     assert [s.text for s in spans] == ["someone@sub.example.co.uk", "info@acme.museum"]
     assert redacted.text == "reach me at [EMAIL_1]"
 

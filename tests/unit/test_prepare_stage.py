@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from tailorlm.config import Project, parse_project
-from tailorlm.prepare import PrepareError, load_split, prepare
+from tailorlm.dataset_splits import load_split
+from tailorlm.ingest import ingest
+from tailorlm.prepare import PrepareError, prepare
 from tailorlm.workspace import sha256_file
 
 ACME = Path(__file__).resolve().parents[2] / "examples" / "acme"
@@ -213,7 +215,7 @@ def all_examples(workspace, dataset) -> list:
 
 def test_chat_dataset_written_registered_and_carded(workspace, company, tiny_model_dir):
     messages: list[str] = []
-    result = prepare(workspace, make_project(company, tiny_model_dir), progress=messages.append)
+    result = prepare(workspace, make_project(company, tiny_model_dir), progress=messages.append, ingest=ingest)
     assert not result.skipped and messages
     assert result.dataset.id == "dataset-acme-v1" and result.path == workspace.dataset_dir("acme", "v1")
     for name in ("train.jsonl", "val.jsonl", "test.jsonl", "card.json", "card.md", "chunks.jsonl"):
@@ -262,7 +264,7 @@ def test_chat_dataset_written_registered_and_carded(workspace, company, tiny_mod
 
 
 def test_no_source_on_two_sides(workspace, company, tiny_model_dir):
-    result = prepare(workspace, make_project(company, tiny_model_dir))
+    result = prepare(workspace, make_project(company, tiny_model_dir), ingest=ingest)
     sides: dict[str, set[str]] = {}
     for split in SPLITS:
         for example in load_split(workspace, result.dataset, split):
@@ -272,8 +274,8 @@ def test_no_source_on_two_sides(workspace, company, tiny_model_dir):
 
 def test_skip_when_unchanged_new_version_when_settings_or_files_change(workspace, company, tiny_model_dir):
     project = make_project(company, tiny_model_dir)
-    first = prepare(workspace, project)
-    again = prepare(workspace, project)
+    first = prepare(workspace, project, ingest=ingest)
+    again = prepare(workspace, project, ingest=ingest)
     assert again.skipped and again.dataset.id == first.dataset.id and again.counts == first.counts
     assert again.card["version"] == "v1"
 
@@ -282,15 +284,15 @@ def test_skip_when_unchanged_new_version_when_settings_or_files_change(workspace
         tiny_model_dir,
         prepare={"split": {"test": 0.2, "val": 0.1, "seed": 1}, "chunk": {"max_tokens": 64, "overlap": 8}},
     )
-    second = prepare(workspace, changed)
+    second = prepare(workspace, changed, ingest=ingest)
     assert not second.skipped and second.dataset.version == "v2" and second.dataset.key != first.dataset.key
 
     with (company / "faq.csv").open("a", encoding="utf-8") as handle:
         handle.write("Is there a night mode?,Yes: the display dims itself between 10 p.m. and 6 a.m.,devices\n")
-    third = prepare(workspace, changed)
+    third = prepare(workspace, changed, ingest=ingest)
     assert third.dataset.version == "v3" and third.counts != second.counts
 
-    forced = prepare(workspace, changed, force=True)
+    forced = prepare(workspace, changed, force=True, ingest=ingest)
     assert not forced.skipped and forced.dataset.version == "v4"
     assert (workspace.dataset_dir("acme", "v1") / "train.jsonl").is_file()  # old versions are kept
 
@@ -302,7 +304,7 @@ def test_classify_dataset_is_stratified(workspace, company, tiny_model_dir):
         task="classify",
         sources=[{"path": "tickets.csv", "kind": "table", "input": "body", "label": "category"}],
     )
-    result = prepare(workspace, project)
+    result = prepare(workspace, project, ingest=ingest)
     examples = all_examples(workspace, result.dataset)
     dropped = sum(result.card["dedup"][k] for k in ("exact", "near")) + sum(result.card["filters"]["dropped"].values())
     assert len(examples) + dropped == 60 and len(examples) >= 50
@@ -319,7 +321,7 @@ def test_pseudonyms_consistent_within_a_thread(workspace, company, tiny_model_di
     project = make_project(
         company, tiny_model_dir, prepare={"pii": "pseudonymize"}, sources=[{"path": "support.mbox", "kind": "email"}]
     )
-    result = prepare(workspace, project)
+    result = prepare(workspace, project, ingest=ingest)
     conversation = next(
         e for e in all_examples(workspace, result.dataset) if sum(m.role == "assistant" for m in e.messages) == 2
     )
@@ -334,7 +336,7 @@ def test_cpt_dataset_from_documents(workspace, company, tiny_model_dir):
         sources=[{"path": "docs", "kind": "documents"}],
         prepare={"split": {"test": 0, "val": 0}, "chunk": {"max_tokens": 32, "overlap": 4}},
     )
-    result = prepare(workspace, project)
+    result = prepare(workspace, project, ingest=ingest)
     examples = all_examples(workspace, result.dataset)
     assert examples and all(not e.is_chat for e in examples)
     assert {e.meta["file"] for e in examples} == {"docs/install-t5.md", "docs/refund-policy.md"}
@@ -361,7 +363,7 @@ def test_extraction_from_jsonl(workspace, tmp_path, tiny_model_dir):
         prepare={"dedup": {"near_threshold": None}},
         sources=[{"path": "train.jsonl", "kind": "extraction", "input": "ocr_text", "fields": ["entities"]}],
     )
-    result = prepare(workspace, project)
+    result = prepare(workspace, project, ingest=ingest)
     examples = all_examples(workspace, result.dataset)
     assert len(examples) == 12 and all(e.meta["fields"] == ["company", "total"] for e in examples)
     by_source = {e.source: e for e in examples}
@@ -376,14 +378,14 @@ def test_dataset_source_imported_cleaned_and_redacted(workspace, tmp_path, tiny_
     ] + [{"text": "not a chat example"}]
     (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows[:6]), encoding="utf-8")
     project = make_project(root, tiny_model_dir, sources=[{"path": "data.jsonl", "kind": "dataset"}])
-    result = prepare(workspace, project)
+    result = prepare(workspace, project)  # a dataset source is read by its builder: no ingest step to pass
     examples = all_examples(workspace, result.dataset)
     assert len(examples) == 6 and all("[EMAIL]" in e.target and CUSTOMER_EMAIL not in e.target for e in examples)
     sha = result.card["sources"][0]["files"][0]["sha256"]
     assert sha == sha256_file(root / "data.jsonl")
     (root / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     with pytest.raises(PrepareError, match=r"(?s)task .chat. trains on chat examples.*data\.jsonl: text examples: 1"):
-        prepare(workspace, project)
+        prepare(workspace, project, ingest=ingest)
 
 
 def test_person_names_redacted_with_a_configured_ner_model(workspace, tmp_path, tiny_model_dir):
@@ -398,7 +400,7 @@ def test_person_names_redacted_with_a_configured_ner_model(workspace, tmp_path, 
     project = make_project(
         root, tiny_model_dir, sources=[{"path": "data.jsonl", "kind": "dataset"}], prepare={"pii_ner_model": "ner"}
     )
-    result = prepare(workspace, project)
+    result = prepare(workspace, project, ingest=ingest)
     examples = all_examples(workspace, result.dataset)
     assert all("Jane Doe" not in e.target and "[PERSON]" in e.target for e in examples)
     assert result.card["pii"]["counts"]["PERSON"] == 6
@@ -414,7 +416,7 @@ def nothing_written(workspace) -> bool:
 def test_missing_column_is_named(workspace, company, tiny_model_dir):
     project = make_project(company, tiny_model_dir, sources=[{"path": "faq.csv", "kind": "faq", "question": "frage"}])
     with pytest.raises(PrepareError) as error:
-        prepare(workspace, project)
+        prepare(workspace, project, ingest=ingest)
     text = str(error.value)
     assert "faq.csv" in text and "'frage'" in text and "'question', 'answer', 'topic'" in text
     assert nothing_written(workspace)
@@ -427,7 +429,7 @@ def test_unknown_source_path_is_named(workspace, company, tiny_model_dir):
         sources=[{"path": "faq.csv", "kind": "faq"}, {"path": "nowhere/tickets.csv", "kind": "table"}],
     )
     with pytest.raises(PrepareError, match=r"sources\[1\]\.path: not found: nowhere/tickets.csv"):
-        prepare(workspace, project)
+        prepare(workspace, project, ingest=ingest)
     assert nothing_written(workspace)
 
 
@@ -436,21 +438,37 @@ def test_empty_result_names_the_sources(workspace, company, tiny_model_dir):
         company, tiny_model_dir, prepare={"min_chars": 10_000}, sources=[{"path": "faq.csv", "kind": "faq"}]
     )
     with pytest.raises(PrepareError, match=r"no examples from the sources faq.csv \(faq\).*too_short"):
-        prepare(workspace, project)
+        prepare(workspace, project, ingest=ingest)
     assert nothing_written(workspace)
 
 
 def test_kind_that_does_not_fit_the_task(workspace, company, tiny_model_dir):
     project = make_project(company, tiny_model_dir, task="classify", sources=[{"path": "faq.csv", "kind": "faq"}])
     with pytest.raises(PrepareError, match=r"kind 'faq' doesn't fit task 'classify'"):
-        prepare(workspace, project)
+        prepare(workspace, project, ingest=ingest)
 
 
 def test_failed_file_stops_everything(workspace, company, tiny_model_dir):
     (company / "docs" / "broken.pdf").write_bytes(b"this is not a pdf at all")
     with pytest.raises(PrepareError, match=r"broken\.pdf"):
-        prepare(workspace, make_project(company, tiny_model_dir))
+        prepare(workspace, make_project(company, tiny_model_dir), ingest=ingest)
     assert nothing_written(workspace)
+
+
+def test_file_sources_take_the_ingest_step_from_the_caller(workspace, company, tiny_model_dir):
+    """Stages don't import each other: prepare reads files only through the `ingest` it is given."""
+    project = make_project(company, tiny_model_dir, sources=[{"path": "faq.csv", "kind": "faq"}])
+    with pytest.raises(TypeError, match=r"sources\[0\] \(faq.csv\) must be ingested first: .*ingest=tailorlm"):
+        prepare(workspace, project)
+    assert nothing_written(workspace)
+    called = []
+
+    def counting_ingest(ws, paths):
+        called.append([Path(p).name for p in paths])
+        return ingest(ws, paths)
+
+    assert prepare(workspace, project, ingest=counting_ingest).counts["train"] > 0
+    assert called == [["faq.csv"]]
 
 
 # --- real public data (integration) ---------------------------------------------------------------
@@ -471,7 +489,7 @@ def test_real_faq_and_policies(workspace, shared_data):
         },
         root=shared_data,
     )
-    result = prepare(workspace, chat)
+    result = prepare(workspace, chat, ingest=ingest)
     card = result.card
     assert card["counts"]["total"] >= 180 and card["counts"]["test"] >= 10
     assert card["tokens"]["counted_with"].startswith("an estimate")
@@ -484,7 +502,7 @@ def test_real_faq_and_policies(workspace, shared_data):
         },
         root=shared_data,
     )
-    texts = prepare(workspace, cpt)
+    texts = prepare(workspace, cpt, ingest=ingest)
     assert texts.card["format"] == "text" and texts.card["counts"]["total"] >= 100
     assert texts.card["tokens"]["all"]["max"] <= 512 + 16  # chunk.max_tokens (estimated) + the join margin
 
@@ -507,7 +525,7 @@ def test_acme_chat_and_classify(workspace, tiny_model_dir):
         },
         root=ACME,
     )
-    result = prepare(workspace, chat)
+    result = prepare(workspace, chat, ingest=ingest)
     card = result.card
     assert card["counts"]["total"] >= 100 and all(card["counts"][s] > 0 for s in SPLITS)
     assert {"faq.csv", "support.mbox"} <= set(card["per_file"])
@@ -522,7 +540,7 @@ def test_acme_chat_and_classify(workspace, tiny_model_dir):
         },
         root=ACME,
     )
-    tickets = prepare(workspace, classify)
+    tickets = prepare(workspace, classify, ingest=ingest)
     labels = tickets.card["labels"]
     assert len(labels) >= 3 and tickets.card["counts"]["total"] >= 200
     for split in SPLITS:

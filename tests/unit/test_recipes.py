@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tailorlm.config import Project, Source
-from tailorlm.ingest.document import Document
+from tailorlm.documents import Document
 from tailorlm.prepare.recipes import RecipeError, Skipped, get_recipe, run_recipe
 from tailorlm.prepare.recipes.documents import chunk_documents, token_counter
 from tailorlm.prepare.recipes.faq import parse_markdown_faq

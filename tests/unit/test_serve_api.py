@@ -14,7 +14,7 @@ import openai
 import pytest
 from tests.unit.serve_fixtures import ServerThread, one_torch_thread, openai_client, trained_workspace_root
 
-from tailorlm.models import resolve_model
+from tailorlm.modeling import resolve_model
 from tailorlm.serve import DeployError, ServeError, deploy, serve
 from tailorlm.serve.app import create_app
 from tailorlm.serve.auth import KeyStore, create_key, revoke_key

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tests.unit.serve_fixtures import one_torch_thread, trained_workspace_root
 
-from tailorlm.models import ModelRef, resolve_model
+from tailorlm.modeling import ModelRef, resolve_model
 from tailorlm.serve.engine import (
     AdapterConflict,
     AdapterError,

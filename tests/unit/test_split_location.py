@@ -9,6 +9,7 @@ from pathlib import Path
 import yaml
 
 from tailorlm.config import load_project
+from tailorlm.ingest import ingest
 from tailorlm.prepare import prepare
 from tailorlm.workspace import Workspace, read_jsonl
 
@@ -36,7 +37,7 @@ def _prepare_from(root: Path, workspace_dir: Path) -> dict[str, list[str]]:
         )
     )
     ws = Workspace(workspace_dir)
-    result = prepare(ws, load_project(project_file))
+    result = prepare(ws, load_project(project_file), ingest=ingest)
     return {
         split: [row["id"] for row in read_jsonl(result.path / f"{split}.jsonl")] for split in ("train", "val", "test")
     }

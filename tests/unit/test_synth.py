@@ -18,7 +18,9 @@ import pytest
 from tests.unit.serve_fixtures import RecordingMiddleware, ServerThread, one_torch_thread
 
 from tailorlm.config import Project, parse_project
-from tailorlm.prepare import PrepareError, load_split, prepare
+from tailorlm.dataset_splits import load_split
+from tailorlm.ingest import ingest
+from tailorlm.prepare import PrepareError, prepare
 from tailorlm.prepare.recipes.documents import Chunk
 from tailorlm.prepare.synth import (
     QAPair,
@@ -389,7 +391,7 @@ def test_prepare_builds_synthetic_examples_from_teacher_json(workspace, tmp_path
             root=company,
         )
         said: list[str] = []
-        result = prepare(workspace, project, progress=said.append)
+        result = prepare(workspace, project, progress=said.append, ingest=ingest)
 
     examples = load_split(workspace, result.dataset, "train")
     assert sorted(e.input_text for e in examples) == [
@@ -419,4 +421,4 @@ def test_synthesis_fits_chat_tasks_only(workspace, tmp_path):
         tmp_path, "http://127.0.0.1:9/v1", task="cpt", sources=[{"path": "docs", "kind": "documents"}]
     )
     with pytest.raises(PrepareError, match=r"prepare\.synthesize .* fits task 'chat' or 'generate' \(got 'cpt'\)"):
-        prepare(workspace, project)
+        prepare(workspace, project, ingest=ingest)

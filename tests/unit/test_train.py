@@ -12,9 +12,9 @@ from transformers import TrainerCallback
 
 from conftest import make_chat_examples, register_dataset
 from tailorlm.config import ConfigError, parse_project
+from tailorlm.modeling import ModelDirError, add_adapters, load_base_model
 from tailorlm.train import TrainError, train
 from tailorlm.train.data import EmptyDatasetError
-from tailorlm.train.model import ModelDirError, add_adapters, load_base_model
 from tailorlm.train.plan import auto_epochs
 
 
@@ -77,7 +77,7 @@ def _batch(tokenizer, model_dir):
 
 def _lora_grads(model_dir: Path, *, eval_first: bool, fix: bool) -> dict[str, torch.Tensor]:
     from tailorlm.config import LoraSettings
-    from tailorlm.train.model import load_tokenizer
+    from tailorlm.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     batch = _batch(tokenizer, model_dir)

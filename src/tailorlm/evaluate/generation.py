@@ -38,7 +38,7 @@ class Decoding:
 
 
 @dataclass
-class Generation:
+class GeneratedAnswer:
     """One answer: the text (cut at the stop string) and how generation ended."""
 
     text: str
@@ -76,7 +76,7 @@ class LocalModel:
     """
 
     def __init__(self, name: str, base_model: Path, artifact_dir: Path | None, fingerprint: str) -> None:
-        from tailorlm.train.model import load_tokenizer
+        from tailorlm.modeling import load_tokenizer
 
         self.name = name
         self.base_model = Path(base_model)
@@ -97,7 +97,7 @@ class LocalModel:
         if self._model is None:
             from transformers import AutoModelForCausalLM
 
-            from tailorlm.train.model import load_trained
+            from tailorlm.modeling import load_trained
 
             if self.artifact_dir is None:
                 self._model = (
@@ -142,7 +142,7 @@ class LocalModel:
         batch_size: int,
         cache: GenerationCache | None = None,
         progress: Progress | None = None,
-    ) -> list[Generation]:
+    ) -> list[GeneratedAnswer]:
         """Answer each conversation; cached answers are reused and new ones stored."""
         prompts = [render(self.tokenizer, list(c), add_generation_prompt=True) for c in conversations]
         settings = {**decoding.to_json(), **self.settings_key}
@@ -159,12 +159,12 @@ class LocalModel:
             found.update(new)
         results = []
         for key in keys:
-            results.append(Generation(**found[key], cached=key not in missing))
+            results.append(GeneratedAnswer(**found[key], cached=key not in missing))
         return results
 
     def generate(
         self, prompts: Sequence[str], decoding: Decoding, *, batch_size: int, progress: Progress | None = None
-    ) -> list[Generation]:
+    ) -> list[GeneratedAnswer]:
         """Generate for rendered prompts, `batch_size` at a time (longest first, left-padded)."""
         import torch
 
@@ -179,7 +179,7 @@ class LocalModel:
                 stop_ids.add(ids[0])
         stop_ids.discard(None)
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        results: list[Generation | None] = [None] * len(prompts)
+        results: list[GeneratedAnswer | None] = [None] * len(prompts)
         model = self.model
         if decoding.temperature > 0:
             torch.manual_seed(decoding.seed)
@@ -213,7 +213,7 @@ class LocalModel:
                 progress(f"generate {self.name}", min(start + batch_size, len(order)), len(order))
         return [r for r in results if r is not None]
 
-    def _decode(self, ids: list[int], stop_ids: set[int], pad_id: int, *, truncated: bool) -> Generation:
+    def _decode(self, ids: list[int], stop_ids: set[int], pad_id: int, *, truncated: bool) -> GeneratedAnswer:
         finished = False
         for position, token in enumerate(ids):
             if token in stop_ids:
@@ -225,7 +225,7 @@ class LocalModel:
                 text, finished = text.split(stop, 1)[0], True
         for special in self.tokenizer.all_special_tokens:
             text = text.replace(special, "")
-        return Generation(text=text.strip(), tokens=len(ids), finished=finished, prompt_truncated=truncated)
+        return GeneratedAnswer(text=text.strip(), tokens=len(ids), finished=finished, prompt_truncated=truncated)
 
     # --- held-out loss ----------------------------------------------------------------------------
     def losses(

@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
+from tailorlm.endpoints import EndpointError, first_model, openai_client
 from tailorlm.evaluate.cases import EvalError
-from tailorlm.evaluate.endpoints import first_model, openai_client
 from tailorlm.evaluate.stats import cohen_kappa
 
 DEFAULT_RUBRIC = (
@@ -191,7 +191,7 @@ class Judge:
         try:
             self.client = openai_client(config.endpoint, api_key=api_key)
             self.model = config.model or first_model(self.client, config.endpoint)
-        except EvalError as error:
+        except EndpointError as error:
             raise EvalError(f"judge: {error}") from None
         self.workers = workers
         self.requests = 0

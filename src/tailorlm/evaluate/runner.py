@@ -22,7 +22,7 @@ from tailorlm.config import Project
 from tailorlm.evaluate.cache import GenerationCache
 from tailorlm.evaluate.failures import analyse, diagnose
 from tailorlm.evaluate.gate import GateResult, check_gate, combine_gates
-from tailorlm.evaluate.generation import Decoding, Generation, LocalModel, loss_summary
+from tailorlm.evaluate.generation import Decoding, GeneratedAnswer, LocalModel, loss_summary
 from tailorlm.evaluate.judge import JudgeConfig, agreement, win_rate
 from tailorlm.evaluate.report import write_evaluation
 from tailorlm.evaluate.scoring import JUDGE_WIN, Score, compact_details, compare_to_reference, finite, score_candidate
@@ -154,10 +154,10 @@ def flat_scores(scores: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[
 
 def _generate(
     suite: Suite, decoding: Decoding, batch_size: int, cache: GenerationCache, progress: Progress | None
-) -> tuple[dict[str, list[Generation]], dict[str, Any]]:
+) -> tuple[dict[str, list[GeneratedAnswer]], dict[str, Any]]:
     """Every candidate's answers (one model at a time, all its candidates in one batched pass) and
     each local model's held-out loss on the plain prompts."""
-    outputs: dict[str, list[Generation]] = {}
+    outputs: dict[str, list[GeneratedAnswer]] = {}
     losses: dict[str, Any] = {}
     n = len(suite.cases)
     for key, model in suite.models.items():
@@ -188,7 +188,7 @@ def _generate(
 
 def _judge(
     suite: Suite,
-    outputs: dict[str, list[Generation]],
+    outputs: dict[str, list[GeneratedAnswer]],
     scores: dict[str, dict[str, Score]],
     rows: dict[tuple[str, str], dict[str, Any]],
     progress: Progress | None,

@@ -15,6 +15,7 @@ from typing import Any
 
 from tailorlm.bases import BaseModelError, resolve_base
 from tailorlm.config import Project
+from tailorlm.endpoints import EndpointError, endpoint_host
 from tailorlm.evaluate.baselines import (
     BASELINES,
     BM25Retriever,
@@ -27,7 +28,7 @@ from tailorlm.evaluate.baselines import (
 )
 from tailorlm.evaluate.cache import model_fingerprint
 from tailorlm.evaluate.cases import EvalCase, EvalError, cases_from_examples, load_cases_file
-from tailorlm.evaluate.endpoints import EndpointModel, endpoint_host
+from tailorlm.evaluate.endpoint_model import EndpointModel
 from tailorlm.evaluate.gate import validate_objectives
 from tailorlm.evaluate.generation import LocalModel, Messages
 from tailorlm.evaluate.judge import Judge, JudgeConfig, load_human_labels
@@ -81,7 +82,7 @@ def _model_dir_ok(path: Path) -> bool:
 
 def resolve_runs(workspace: Workspace, refs: Sequence[str], dataset: Artifact | None) -> list[tuple[Artifact, Any]]:
     """Runs (ids or registered models) with their loadable model; the latest run when none is named."""
-    from tailorlm.models import resolve_model
+    from tailorlm.modeling import resolve_model
 
     if not refs:
         complete = [
@@ -155,7 +156,10 @@ def _candidates(
     for index, spec in enumerate(endpoints, start=1):
         name, _, url = spec.partition("=") if "=" in spec.split("://")[0] else ("", "", spec)
         name = name or ("endpoint" if len(endpoints) == 1 else f"endpoint{index}")
-        endpoint_host(url)
+        try:
+            endpoint_host(url)
+        except EndpointError as error:
+            raise EvalError(str(error)) from None
         if name in models or any(c.name == name for c in candidates):
             raise EvalError(f"endpoint name {name!r} is already a candidate; name it: NAME=URL")
         urls[name] = url
@@ -225,8 +229,8 @@ def plan_suite(
     reference: str | None,
 ) -> Suite:
     """Validate and assemble an evaluation; raises `EvalError` before anything is written."""
-    from tailorlm.train import load_split
-    from tailorlm.train.model import ModelDirError, check_model_dir
+    from tailorlm.dataset_splits import load_split
+    from tailorlm.modeling import ModelDirError, check_model_dir
 
     settings = project.evaluate
     task = project.task

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm import offline
-from tailorlm.models import ModelRef, resolve_model
+from tailorlm.modeling import ModelRef, resolve_model
 from tailorlm.workspace import NotFound, Workspace, atomic_write_json, sha256_file
 
 REPORT_FILE = "export_report.json"

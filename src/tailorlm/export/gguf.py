@@ -313,7 +313,7 @@ def _check_parity(context: ExportContext, written: dict[str, Path], model_dir: P
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tailorlm.train.model import load_tokenizer
+    from tailorlm.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir)
     model = context.model

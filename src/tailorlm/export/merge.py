@@ -47,7 +47,7 @@ def write_merged(context: ExportContext, folder: Path, *, dtype: str = "auto", r
     `reload_check=False` skips loading the written folder again (a caller that checks it itself)."""
     if dtype not in DTYPES:
         raise ExportError(f"dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
-    from tailorlm.train.model import load_tokenizer
+    from tailorlm.modeling import load_tokenizer
 
     model = context.model
     tokenizer = load_tokenizer(model.artifact_dir)
@@ -158,7 +158,7 @@ def _check_reload(
     import torch
     from transformers import AutoModelForCausalLM
 
-    from tailorlm.train.model import load_tokenizer
+    from tailorlm.modeling import load_tokenizer
 
     reloaded_tokenizer = load_tokenizer(folder)
     again = render_prompts(reloaded_tokenizer, [p.messages for p in prompts])

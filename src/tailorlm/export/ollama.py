@@ -222,7 +222,7 @@ def export_ollama(
         quantization: The GGUF type of model.gguf: f16, q8_0 or q4_K_M (needs llama-quantize).
         llama_cpp, converter, pre_tokenizer: As for the gguf target.
     """
-    from tailorlm.train.model import load_tokenizer
+    from tailorlm.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(context.model.artifact_dir)
     modelfile = build_modelfile(context, tokenizer)  # before the slow part: template problems show first

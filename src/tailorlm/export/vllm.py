@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tailorlm.export import ExportContext, ExportError, load_model_ref, target
-from tailorlm.models import ModelRef
+from tailorlm.modeling import ModelRef
 from tailorlm.workspace import atomic_write_json, atomic_write_text, sha256_file
 
 # vLLM accepts these values for --max-lora-rank; an adapter's rank is rounded up to the next one.
@@ -161,7 +161,7 @@ def _copy_files(source: Path, destination: Path) -> None:
 
 def _chat_template_flag(context: ExportContext, primary: ModelRef) -> list[str]:
     """`--chat-template` when the base's own template is not the one the adapter was trained with."""
-    from tailorlm.train.model import load_tokenizer
+    from tailorlm.modeling import load_tokenizer
 
     trained = load_tokenizer(primary.artifact_dir).chat_template
     try:

@@ -3,7 +3,7 @@
 ```python
 report = ingest(workspace, ["docs/", "faq.csv", "support.mbox"])
 report.ok, report.documents, [(f.path, f.status, f.error) for f in report.files]
-documents = load_documents(workspace, [f.sha256 for f in report.files if f.status != "failed"])
+documents = load_documents(workspace, [f.sha256 for f in report.files if f.status != "failed"])  # tailorlm.documents
 ```
 
 Folders are walked recursively in sorted order; hidden files and folders (".name") and the workspace
@@ -23,64 +23,25 @@ from __future__ import annotations
 
 import inspect
 import os
-import re
 import stat
 import typing
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
 from tailorlm import offline
+from tailorlm.documents import Document, FileResult, IngestReport, ReadError
 from tailorlm.ingest import csv_table, docx, email_reader, html, jsonl, markdown, pdf, xlsx  # noqa: F401 (registers)
-from tailorlm.ingest.document import Document, ReadError
 from tailorlm.ingest.readers import READERS, Reader, reader_for
 from tailorlm.ingest.source import reading
 from tailorlm.registry import Artifact
-from tailorlm.workspace import NotFound, Workspace, atomic_write_jsonl, read_jsonl, sha256_file, stable_hash
+from tailorlm.workspace import Workspace, atomic_write_jsonl, sha256_file, stable_hash
 
-__all__ = [
-    "Document",
-    "FileResult",
-    "IngestReport",
-    "ReadError",
-    "ingest",
-    "load_documents",
-    "read_file",
-]
+__all__ = ["ingest", "read_file"]
 
-Status = Literal["ingested", "unchanged", "failed", "partial"]
 HEAD_BYTES = 8192  # what content sniffers see
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-
-
-@dataclass
-class FileResult:
-    """What happened to one file. `warnings` lists the parts skipped (rows, lines, pages, messages)."""
-
-    path: str
-    status: Status
-    sha256: str | None
-    documents: int
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
-class IngestReport:
-    files: list[FileResult]
-
-    @property
-    def ok(self) -> bool:
-        """True when no file failed (partial files count as read)."""
-        return not any(result.status == "failed" for result in self.files)
-
-    @property
-    def documents(self) -> int:
-        """Documents of every file in the call, including unchanged ones."""
-        return sum(result.documents for result in self.files)
 
 
 def _version() -> str:
@@ -290,21 +251,3 @@ def read_file(path: Path | str, **options: Any) -> tuple[list[Document], list[st
     if error is not None:
         raise ReadError(error)
     return documents, skipped
-
-
-def load_documents(workspace: Workspace, sha256s: Iterable[str]) -> list[Document]:
-    """The stored documents of the given source files (by content hash), in the order given.
-
-    Raises:
-        ValueError: a value is not a sha256 hex digest.
-        NotFound: no documents were ingested for a hash.
-    """
-    documents: list[Document] = []
-    for sha in sha256s:
-        if not _SHA256.fullmatch(sha):
-            raise ValueError(f"not a sha256 content hash: {sha!r}")
-        path = workspace.documents_file(sha)
-        if not path.is_file():
-            raise NotFound(f"no documents ingested for {sha} (ingest the file first)")
-        documents.extend(Document.from_json(row) for row in read_jsonl(path))
-    return documents

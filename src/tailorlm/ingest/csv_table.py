@@ -23,9 +23,9 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from tailorlm.ingest.document import Document, ReadError
+from tailorlm.documents import Document, ReadError
 from tailorlm.ingest.readers import reader
-from tailorlm.ingest.source import Source, decode_text, fields_text, header_names
+from tailorlm.ingest.source import SourceFile, decode_text, fields_text, header_names
 
 DELIMITERS = (",", ";", "\t", "|")
 
@@ -48,7 +48,7 @@ def sniff_delimiter(text: str) -> str:
 
 @reader(".csv", ".tsv")
 def read_csv(path: Path, *, delimiter: str | None = None) -> Iterator[Document]:
-    source = Source.of(path, "csv")
+    source = SourceFile.of(path, "csv")
     text, encoding = decode_text(path.read_bytes())
     delimiter = delimiter or sniff_delimiter(text)
     # The module's default field limit (128 KB) would reject a long cell; the whole file is the bound.

@@ -14,17 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
-from tailorlm.ingest.document import Document, ReadError
+from tailorlm.documents import Document, ReadError
 from tailorlm.ingest.ooxml import check_package, package_kind
 from tailorlm.ingest.readers import reader
-from tailorlm.ingest.source import Source, docling_convert
+from tailorlm.ingest.source import SourceFile, docling_convert
 
 
 @reader(".docx", sniff=lambda head: package_kind(head) == "docx")
 def read_docx(path: Path) -> Iterator[Document]:
     from docling_core.types.doc import DocItemLabel, TextItem
 
-    source = Source.of(path, "docx")
+    source = SourceFile.of(path, "docx")
     check_package(path, "docx")
     document = docling_convert(path, ".docx")
     text = document.export_to_markdown(image_placeholder="").strip()

@@ -33,10 +33,10 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any, cast
 
-from tailorlm.ingest.document import Document, ReadError
+from tailorlm.documents import Document, ReadError
 from tailorlm.ingest.html import html_to_markdown
 from tailorlm.ingest.readers import reader
-from tailorlm.ingest.source import Source, describe_start
+from tailorlm.ingest.source import SourceFile, describe_start
 
 _FROM_LINE = re.compile(rb"From \S+ +\w{3} +\w{3} +\d{1,2} +\d{1,2}:\d\d")
 _ATTRIBUTION_START = re.compile(r"^\s*(On|Am|Le|El|Il)\s", re.IGNORECASE)
@@ -140,7 +140,7 @@ def _is_company(domain: str | None, company: Sequence[str]) -> bool:
 
 @reader(".eml", ".mbox", name="email", sniff=is_mbox)
 def read_email(path: Path, *, company_domains: Sequence[str] | None = None) -> Iterator[Document]:
-    source = Source.of(path, "email")
+    source = SourceFile.of(path, "email")
     data = path.read_bytes()
     parts = _split_mbox(data) if is_mbox(data[:256]) else [(1, data)]
     parser = BytesParser(policy=policy.default)

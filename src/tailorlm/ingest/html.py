@@ -18,9 +18,9 @@ from pathlib import Path
 from bs4 import BeautifulSoup, NavigableString, Tag
 from bs4.element import CData, Comment, Declaration, Doctype, ProcessingInstruction
 
-from tailorlm.ingest.document import Document, ReadError
+from tailorlm.documents import Document, ReadError
 from tailorlm.ingest.readers import reader
-from tailorlm.ingest.source import Source, describe_start
+from tailorlm.ingest.source import SourceFile, describe_start
 
 # fmt: off
 DROPPED = (
@@ -146,7 +146,7 @@ def html_to_markdown(markup: str | bytes) -> tuple[str, str | None]:
 
 @reader(".html", ".htm", ".xhtml")
 def read_html(path: Path) -> Iterator[Document]:
-    source = Source.of(path, "html")
+    source = SourceFile.of(path, "html")
     data = path.read_bytes()
     if b"\x00" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise ReadError(f"binary content, not HTML ({describe_start(data)})")

@@ -14,14 +14,14 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from tailorlm.ingest.document import Document, ReadError
+from tailorlm.documents import Document, ReadError
 from tailorlm.ingest.readers import reader
-from tailorlm.ingest.source import Source, decode_text, fields_text
+from tailorlm.ingest.source import SourceFile, decode_text, fields_text
 
 
 @reader(".jsonl", ".ndjson")
 def read_jsonl(path: Path, *, text_field: str | None = None) -> Iterator[Document]:
-    source = Source.of(path, "jsonl")
+    source = SourceFile.of(path, "jsonl")
     text, encoding = decode_text(path.read_bytes())
     if text.lstrip().startswith("[") and "\n" in text.strip():
         try:

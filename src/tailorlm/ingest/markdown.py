@@ -16,9 +16,9 @@ from typing import Any
 
 import yaml
 
-from tailorlm.ingest.document import Document, ReadError
+from tailorlm.documents import Document, ReadError
 from tailorlm.ingest.readers import reader
-from tailorlm.ingest.source import Source, decode_text
+from tailorlm.ingest.source import SourceFile, decode_text
 
 _FRONT_MATTER = re.compile(r"\A---\n(.*?\n)---[ \t]*(?:\n|\Z)", re.DOTALL)
 _ATX_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)[ \t]*#*[ \t]*$")
@@ -59,7 +59,7 @@ def first_heading(text: str) -> str | None:
 
 @reader(".md", ".markdown", ".txt", ".text")
 def read_markdown(path: Path) -> Iterator[Document]:
-    source = Source.of(path, "markdown")
+    source = SourceFile.of(path, "markdown")
     text, encoding = decode_text(path.read_bytes())
     front_matter, body = split_front_matter(text)
     if not body.strip():

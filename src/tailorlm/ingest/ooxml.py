@@ -14,7 +14,7 @@ import zipfile
 import zlib
 from pathlib import Path
 
-from tailorlm.ingest.document import ReadError
+from tailorlm.documents import ReadError
 from tailorlm.ingest.source import describe_start
 
 MAX_UNCOMPRESSED_MB = 500  # more than any real document; docling and openpyxl hold the XML in memory

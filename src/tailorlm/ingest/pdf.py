@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from tailorlm.ingest.document import Document, ReadError
+from tailorlm.documents import Document, ReadError
 from tailorlm.ingest.readers import reader
-from tailorlm.ingest.source import Source, describe_start, docling_convert
+from tailorlm.ingest.source import SourceFile, describe_start, docling_convert
 
 if TYPE_CHECKING:
     from pypdf import PageObject, PdfReader
@@ -84,7 +84,7 @@ def _has_images(page: PageObject) -> bool:
         return False
 
 
-def _pypdf_pages(pdf: PdfReader, source: Source) -> dict[int, str]:
+def _pypdf_pages(pdf: PdfReader, source: SourceFile) -> dict[int, str]:
     texts = {}
     for number, page in enumerate(pdf.pages, start=1):
         try:
@@ -115,7 +115,7 @@ def _title(pdf: PdfReader) -> str | None:
 
 @reader(".pdf", sniff=is_pdf)
 def read_pdf(path: Path, *, engine: Engine = "pypdf") -> Iterator[Document]:
-    source = Source.of(path, "pdf")
+    source = SourceFile.of(path, "pdf")
     pdf = _open(path)
     pages = len(pdf.pages)
     texts = _pypdf_pages(pdf, source) if engine == "pypdf" else _docling_pages(path)

@@ -1,6 +1,6 @@
 """What every reader shares about the file it is reading.
 
-* `Source`: the file's absolute path and content hash; it builds Documents with that provenance
+* `SourceFile`: the file's absolute path and content hash; it builds Documents with that provenance
   filled in and records the parts of the file a reader had to skip (a ragged row, a malformed line,
   a page without text), which turn the file's ingest result into "partial".
 * `decode_text`: bytes → text with the encoding detected (BOMs, UTF-8, then charset-normalizer,
@@ -25,7 +25,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tailorlm.ingest.document import Document, ReadError
+from tailorlm.documents import Document, ReadError
 from tailorlm.workspace import sha256_file
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def reading(path: Path, sha256: str) -> Iterator[list[str]]:
 
 
 @dataclass(frozen=True)
-class Source:
+class SourceFile:
     """The file a reader is reading: absolute path, content hash and the reader's name."""
 
     path: Path
@@ -68,7 +68,7 @@ class Source:
     reader: str
 
     @classmethod
-    def of(cls, path: Path, reader: str) -> Source:
+    def of(cls, path: Path, reader: str) -> SourceFile:
         absolute = Path(os.path.abspath(path))
         state = _current.get()
         sha = state.sha256 if state is not None and state.path == absolute else sha256_file(absolute)

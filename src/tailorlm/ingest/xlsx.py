@@ -19,10 +19,10 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from tailorlm.ingest.document import Document, ReadError
+from tailorlm.documents import Document, ReadError
 from tailorlm.ingest.ooxml import check_package, package_kind
 from tailorlm.ingest.readers import reader
-from tailorlm.ingest.source import Source, describe_start, fields_text, header_names
+from tailorlm.ingest.source import SourceFile, describe_start, fields_text, header_names
 
 
 def _cell_value(value: Any) -> Any:
@@ -42,7 +42,7 @@ def read_xlsx(path: Path) -> Iterator[Document]:
     import openpyxl
     from openpyxl.utils.exceptions import InvalidFileException
 
-    source = Source.of(path, "xlsx")
+    source = SourceFile.of(path, "xlsx")
     with path.open("rb") as handle:
         head = handle.read(64)
     if not head.startswith(b"PK\x03\x04"):
@@ -60,7 +60,7 @@ def read_xlsx(path: Path) -> Iterator[Document]:
         raise ReadError(f"not a readable XLSX workbook: {error}") from error
 
 
-def _read_sheets(source: Source, workbook: Any) -> Iterator[Document]:
+def _read_sheets(source: SourceFile, workbook: Any) -> Iterator[Document]:
     kept = 0
     for sheet in workbook.worksheets:
         sheet.reset_dimensions()  # some writers record wrong sheet sizes; read what is really there

@@ -1,6 +1,6 @@
 """The `prepare` stage: the project's sources → `datasets/<name>/<version>/` (splits + card), registered.
 
-    result = prepare(workspace, project)          # tailorlm prepare
+    result = prepare(workspace, project, ingest=ingest)   # tailorlm prepare (ingest: tailorlm.ingest.ingest)
 
 Steps, top to bottom (docs/prepare.md tells the whole story):
 
@@ -26,15 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.config import Project, Source
+from tailorlm.dataset_splits import SPLITS
+from tailorlm.documents import Document, Ingest, load_documents
 from tailorlm.formats.examples import Example
-from tailorlm.ingest.document import Document
 from tailorlm.prepare.card import CardInputs, build_card, render_markdown
 from tailorlm.prepare.clean import Scrubber, filter_examples
 from tailorlm.prepare.recipes import RecipeError, run_recipe
 from tailorlm.prepare.recipes.dataset import dataset_files
 from tailorlm.prepare.recipes.documents import Chunk, base_tokenizer, chunk_documents
 from tailorlm.prepare.recipes.email import email_threads
-from tailorlm.prepare.split import SPLITS, SplitError, contamination_report, split_examples, strip_shared_prefix
+from tailorlm.prepare.split import SplitError, contamination_report, split_examples, strip_shared_prefix
 from tailorlm.registry import Artifact
 from tailorlm.registry.store import now
 from tailorlm.workspace import (
@@ -42,7 +43,6 @@ from tailorlm.workspace import (
     atomic_write_json,
     atomic_write_jsonl,
     atomic_write_text,
-    read_jsonl,
     sha256_file,
     stable_hash,
 )
@@ -92,9 +92,19 @@ class _SourceInput:
 
 
 def prepare(
-    workspace: Workspace, project: Project, *, progress: Progress | None = None, force: bool = False
+    workspace: Workspace,
+    project: Project,
+    *,
+    ingest: Ingest | None = None,
+    progress: Progress | None = None,
+    force: bool = False,
 ) -> PrepareResult:
     """Build (or find) the dataset the project describes.
+
+    Args:
+        ingest: Reads a source's files into the workspace's documents: `tailorlm.ingest.ingest`, passed
+            by the caller (the CLI, `tailorlm run`) because stages don't import each other. Needed
+            unless every source is a `dataset` (a JSONL file its builder reads itself).
 
     Raises:
         PrepareError: a missing source path, a kind that doesn't fit the task, a file that failed to
@@ -102,7 +112,9 @@ def prepare(
     """
     say = progress or (lambda message: None)
     _check_sources(project)
-    inputs = [_ingest_source(workspace, project, index, source, say) for index, source in enumerate(project.sources)]
+    inputs = [
+        _ingest_source(workspace, project, index, source, ingest, say) for index, source in enumerate(project.sources)
+    ]
     key = dataset_key(project, inputs)
     found = workspace.find_complete("dataset", key)
     if found is not None and not force:
@@ -149,14 +161,6 @@ def prepare(
 def _ner_model(project: Project) -> Path | None:
     model = project.prepare.pii_ner_model
     return project.resolve(model) if model else None
-
-
-def load_split(workspace: Workspace, dataset: Artifact, split: str) -> list[Example]:
-    """The examples of one split (`train`, `val` or `test`) of a dataset artifact."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)} (got {split!r})")
-    path = workspace.path_of(dataset) / f"{split}.jsonl"
-    return [Example.model_validate(row) for row in read_jsonl(path)]
 
 
 def dataset_key(project: Project, inputs: Sequence[_SourceInput]) -> str:
@@ -209,7 +213,9 @@ def _check_sources(project: Project) -> None:
         raise PrepareError("\n".join(problems))
 
 
-def _ingest_source(workspace: Workspace, project: Project, index: int, source: Source, say: Progress) -> _SourceInput:
+def _ingest_source(
+    workspace: Workspace, project: Project, index: int, source: Source, ingest: Ingest | None, say: Progress
+) -> _SourceInput:
     path = project.resolve(source.path)
     if source.kind == "dataset":  # read by its recipe (see recipes/dataset.py); hashed here for the key
         try:
@@ -220,8 +226,10 @@ def _ingest_source(workspace: Workspace, project: Project, index: int, source: S
         except RecipeError as error:
             raise PrepareError(f"sources[{index}]: {error}") from None
         return _SourceInput(index, source, hashed, [])
-    from tailorlm.ingest import ingest
-
+    if ingest is None:
+        raise TypeError(
+            f"sources[{index}] ({source.path}) must be ingested first: call prepare(..., ingest=tailorlm.ingest.ingest)"
+        )
     say(f"ingesting {source.path}")
     report = ingest(workspace, [path])
     failed = [f for f in report.files if f.status == "failed"]
@@ -274,8 +282,6 @@ def _collect(
     where = f"sources[{item.index}] ({source.path})"
     documents: list[Document] = []
     if source.kind != "dataset":
-        from tailorlm.ingest import load_documents
-
         loaded = load_documents(workspace, [f["sha256"] for f in item.files])
         say(f"cleaning {len(loaded)} documents of {source.path}")
         fields, text = _read_by_recipe(source)
@@ -517,4 +523,4 @@ def _read_card(path: Path) -> dict[str, Any]:
     return json.loads(card_file.read_text(encoding="utf-8")) if card_file.is_file() else {}
 
 
-__all__ = ["PrepareError", "PrepareResult", "dataset_key", "load_split", "prepare"]
+__all__ = ["PrepareError", "PrepareResult", "dataset_key", "prepare"]

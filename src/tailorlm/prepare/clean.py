@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.config import PrepareSettings
+from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
-from tailorlm.ingest.document import Document
 
 DROP_REASONS = {
     "too_short": "the answer (or text) is shorter than prepare.min_chars",
@@ -185,7 +185,7 @@ class Scrubber:
         text = clean_text(text)
         if self.pii == "off" or not text:
             return text
-        from tailorlm.prepare.pii import redact
+        from tailorlm.pii import redact
 
         redaction = redact(text, self.pii, mapping=mapping, ner_model=self.ner_model)  # type: ignore[arg-type]
         self.counts.update(redaction.counts)

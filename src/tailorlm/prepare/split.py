@@ -32,9 +32,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from tailorlm.config import SplitSettings
+from tailorlm.dataset_splits import SPLITS
 from tailorlm.formats.examples import Example
 
-SPLITS = ("train", "val", "test")
 MIN_EXAMPLES = 3
 SHOWN_PAIRS = 10
 

@@ -504,8 +504,7 @@ def _ask_all(
 def _teacher(project: Project, settings: SynthesizeSettings) -> Any:
     """The client, after the host check (loopback or `allow_hosts`), before any call."""
     from tailorlm import offline
-    from tailorlm.evaluate.cases import EvalError
-    from tailorlm.evaluate.endpoints import openai_client
+    from tailorlm.endpoints import EndpointError, openai_client
 
     offline.enforce(project.allow_hosts)
     api_key = os.environ.get(settings.api_key_env) if settings.api_key_env else None
@@ -513,19 +512,18 @@ def _teacher(project: Project, settings: SynthesizeSettings) -> Any:
         raise PrepareError(f"prepare.synthesize.api_key_env: the variable {settings.api_key_env} is not set")
     try:
         return openai_client(settings.teacher, api_key=api_key, timeout=TEACHER_TIMEOUT_S)
-    except EvalError as error:
+    except EndpointError as error:
         raise PrepareError(f"prepare.synthesize.teacher: {error}") from None
 
 
 def _model(client: Any, settings: SynthesizeSettings) -> str:
-    from tailorlm.evaluate.cases import EvalError
-    from tailorlm.evaluate.endpoints import first_model
+    from tailorlm.endpoints import EndpointError, first_model
 
     if settings.model:
         return settings.model
     try:
         return first_model(client, settings.teacher)
-    except EvalError as error:
+    except EndpointError as error:
         raise PrepareError(f"prepare.synthesize.teacher: {error}") from None
 
 

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from tailorlm.models import ModelRef
+from tailorlm.modeling import ModelRef
 from tailorlm.serve.auth import InvalidKey, KeyStore
 from tailorlm.serve.engine import Delta, Engine, Failed, Finished, SamplingParams, ServedModel
 from tailorlm.serve.errors import APIError, as_api_error, error_responses, install_error_handlers

@@ -39,9 +39,8 @@ from typing import Any
 import torch
 
 from tailorlm.formats.templates import render, stop_strings
-from tailorlm.models import ModelRef
+from tailorlm.modeling import ModelRef, check_model_dir, load_tokenizer, load_trained
 from tailorlm.serve.generation import Delta, Event, Failed, Finished, Job, Row, SamplingParams, run_batch
-from tailorlm.train.model import check_model_dir, load_tokenizer, load_trained
 
 BASE = "base"
 

@@ -1,7 +1,7 @@
 """The request log: one registry row per API request (time, key, model, token counts, latency, status).
 
 Texts are stored only with `log_texts`, and then with personal data redacted by
-`tailorlm.prepare.pii.redact` (e-mails, phone numbers, IBANs, cards... become `[EMAIL]` etc.).
+`tailorlm.pii.redact` (e-mails, phone numbers, IBANs, cards... become `[EMAIL]` etc.).
 Rows older than `retention_days` are purged when the server starts and once a day while it runs;
 `purge_request_log` does the same on demand.
 
@@ -79,7 +79,7 @@ def read_request_log(workspace: Workspace, *, limit: int = 100) -> list[dict[str
 
 
 def _redactor() -> Any:
-    from tailorlm.prepare.pii import redact
+    from tailorlm.pii import redact
 
     return lambda text: redact(text, "redact").text if text else text
 

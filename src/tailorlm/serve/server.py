@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm import offline
-from tailorlm.models import ModelRef, resolve_model
+from tailorlm.modeling import ModelRef, resolve_model
 from tailorlm.workspace import Workspace
 
 logger = logging.getLogger(__name__)

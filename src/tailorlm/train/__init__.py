@@ -15,10 +15,10 @@ import yaml
 
 from tailorlm.bases import resolve_base
 from tailorlm.config import Project, TrainSettings
-from tailorlm.prepare import load_split
+from tailorlm.dataset_splits import load_split
+from tailorlm.modeling import check_model_dir, load_tokenizer
 from tailorlm.registry import Artifact
 from tailorlm.train.data import EmptyDatasetError, tokenize_split
-from tailorlm.train.model import check_model_dir, load_tokenizer
 from tailorlm.train.plan import Plan, make_plan
 from tailorlm.workspace import (
     Workspace,

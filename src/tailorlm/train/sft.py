@@ -16,8 +16,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tailorlm.config import TrainSettings
+from tailorlm.modeling import add_adapters, load_base_model
 from tailorlm.train.data import ListDataset, PadCollator, TokenizedSplit
-from tailorlm.train.model import add_adapters, load_base_model
 from tailorlm.train.plan import Plan
 
 

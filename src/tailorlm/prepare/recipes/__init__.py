@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.config import Project, Source
+from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
-from tailorlm.ingest.document import Document
 
 
 class RecipeError(ValueError):

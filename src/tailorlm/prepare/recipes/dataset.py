@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tailorlm.config import Project, Source
+from tailorlm.documents import Document
 from tailorlm.formats.importers import DatasetError, read_examples
-from tailorlm.ingest.document import Document
 from tailorlm.prepare.recipes import RecipeError, RecipeOutput, Skipped, recipe
 
 

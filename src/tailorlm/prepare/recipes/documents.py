@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.config import Project, Source
+from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
-from tailorlm.ingest.document import Document
 from tailorlm.prepare.recipes import RecipeOutput, file_label, recipe, source_ref
 
 WORDS_PER_TOKEN_ESTIMATE = 1.3  # tokens per whitespace word, for English-like text with BPE vocabularies
@@ -85,7 +85,7 @@ def documents(documents: Sequence[Document], source: Source, project: Project) -
 
 @lru_cache(maxsize=4)
 def _cached_tokenizer(path: str) -> Any:
-    from tailorlm.train.model import ModelDirError, load_tokenizer
+    from tailorlm.modeling import ModelDirError, load_tokenizer
 
     if not Path(path).is_dir():
         return None

@@ -21,8 +21,8 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 
 from tailorlm.config import Project, Source
+from tailorlm.documents import Document
 from tailorlm.formats.examples import Example, Message, Role
-from tailorlm.ingest.document import Document
 from tailorlm.prepare.recipes import RecipeOutput, Skipped, file_label, recipe, text_of
 
 TURN_ROLES: dict[str, Role] = {"customer": "user", "agent": "assistant"}

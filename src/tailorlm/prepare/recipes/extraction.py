@@ -19,8 +19,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from tailorlm.config import Project, Source
+from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
-from tailorlm.ingest.document import Document
 from tailorlm.prepare.recipes import (
     RecipeError,
     RecipeOutput,

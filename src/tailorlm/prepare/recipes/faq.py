@@ -16,8 +16,8 @@ import re
 from collections.abc import Iterator, Sequence
 
 from tailorlm.config import Project, Source
+from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
-from tailorlm.ingest.document import Document
 from tailorlm.prepare.recipes import (
     RecipeOutput,
     Skipped,

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from tailorlm.config import Project, Source
+from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
-from tailorlm.ingest.document import Document
 from tailorlm.prepare.recipes import (
     RecipeError,
     RecipeOutput,

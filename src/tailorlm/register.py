@@ -1,35 +1,16 @@
-"""The `register` verb and model look-up: a registered model is a name and version pointing at a
-complete run's adapter (or full weights), with a model card. Serving and exports resolve models here."""
+"""The `register` verb: a registered model is a name and version pointing at a complete run's adapter
+(or full weights), with a model card. Serving and exports load models through `tailorlm.modeling`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tailorlm.registry import Artifact
-from tailorlm.workspace import NotFound, Workspace, atomic_write_json, atomic_write_text, read_jsonl
+from tailorlm.workspace import Workspace, atomic_write_json, atomic_write_text, read_jsonl
 
 
 class GateFailed(RuntimeError):
     """The run's latest evaluation did not meet the project's objectives."""
-
-
-@dataclass
-class ModelRef:
-    """Everything needed to load a registered model (or a run) for inference or export."""
-
-    name: str
-    version: str | None
-    run_id: str
-    base_model: Path
-    artifact_dir: Path  # adapter/ (PEFT) or model/ (full weights)
-    method: str
-    system_prompt: str | None
-
-    @property
-    def is_adapter(self) -> bool:
-        return (self.artifact_dir / "adapter_config.json").is_file()
 
 
 def latest_evaluation(workspace: Workspace, run_id: str) -> Artifact | None:
@@ -131,35 +112,6 @@ def model_card(workspace: Workspace, description: dict[str, Any], run: Artifact,
         "",
     ]
     return "\n".join(lines)
-
-
-def resolve_model(workspace: Workspace, reference: str | None = None) -> ModelRef:
-    """A registered model (`name`, `name@vN`, model id) or a run id, ready to load."""
-    if reference and reference.startswith("run-"):
-        run = workspace.registry.get(reference)
-        if run.status != "complete":
-            raise NotFound(f"run {reference} is {run.status}, not complete: it has no model to load")
-        run_dir = workspace.path_of(run)
-        return ModelRef(
-            name=run.id,
-            version=None,
-            run_id=run.id,
-            base_model=Path(run.meta["base_model"]),
-            artifact_dir=run_dir / run.meta.get("artifact", "adapter"),
-            method=run.meta.get("method", ""),
-            system_prompt=None,
-        )
-    model = workspace.resolve("model", reference)
-    description = model.meta
-    return ModelRef(
-        name=model.name,
-        version=model.version,
-        run_id=description["run"],
-        base_model=Path(description["base_model"]),
-        artifact_dir=workspace.root / description["artifact"],
-        method=description.get("method", ""),
-        system_prompt=description.get("system_prompt"),
-    )
 
 
 def run_metrics(workspace: Workspace, run: Artifact) -> list[dict[str, Any]]:

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from tailorlm.datasets import import_dataset, load_examples
+from tailorlm.dataset_import import import_dataset
+from tailorlm.dataset_splits import load_examples
 from tailorlm.prepare import PrepareError
 
 

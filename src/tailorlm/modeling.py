@@ -1,12 +1,15 @@
-"""Load a base model from a local directory and turn it into what a method trains: full weights,
-LoRA, DoRA, or LoRA on a 4-bit NF4 base (QLoRA). Also loads trained runs back for inference."""
+"""Models and tokenizers, shared by every stage: check a local model directory, load a base model and
+turn it into what a method trains (full weights, LoRA, DoRA, or LoRA on a 4-bit NF4 base: QLoRA),
+resolve a registered model or a run (`ModelRef`), and load trained runs back for inference."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tailorlm.config import LoraSettings
+from tailorlm.workspace import NotFound, Workspace
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
@@ -141,3 +144,49 @@ def load_trained(artifact_dir: Path, base_model: Path, *, device: str = "cpu", d
         model = AutoModelForCausalLM.from_pretrained(artifact_dir, local_files_only=True, dtype=dtype)
     model.to(device).eval()
     return model, tokenizer
+
+
+@dataclass
+class ModelRef:
+    """Everything needed to load a registered model (or a run) for inference or export."""
+
+    name: str
+    version: str | None
+    run_id: str
+    base_model: Path
+    artifact_dir: Path  # adapter/ (PEFT) or model/ (full weights)
+    method: str
+    system_prompt: str | None
+
+    @property
+    def is_adapter(self) -> bool:
+        return (self.artifact_dir / "adapter_config.json").is_file()
+
+
+def resolve_model(workspace: Workspace, reference: str | None = None) -> ModelRef:
+    """A registered model (`name`, `name@vN`, model id) or a run id, ready to load."""
+    if reference and reference.startswith("run-"):
+        run = workspace.registry.get(reference)
+        if run.status != "complete":
+            raise NotFound(f"run {reference} is {run.status}, not complete: it has no model to load")
+        run_dir = workspace.path_of(run)
+        return ModelRef(
+            name=run.id,
+            version=None,
+            run_id=run.id,
+            base_model=Path(run.meta["base_model"]),
+            artifact_dir=run_dir / run.meta.get("artifact", "adapter"),
+            method=run.meta.get("method", ""),
+            system_prompt=None,
+        )
+    model = workspace.resolve("model", reference)
+    description = model.meta
+    return ModelRef(
+        name=model.name,
+        version=model.version,
+        run_id=description["run"],
+        base_model=Path(description["base_model"]),
+        artifact_dir=workspace.root / description["artifact"],
+        method=description.get("method", ""),
+        system_prompt=description.get("system_prompt"),
+    )

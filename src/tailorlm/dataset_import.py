@@ -1,26 +1,15 @@
-"""Dataset helpers for the CLI and the stages: read a split by reference, and import an existing JSONL
-file (messages, alpaca, sharegpt, prompt/completion, text) as a dataset version — through the same
-`prepare` stage as company files, so it gets the same PII pass, dedup, split, card and registry row."""
+"""`tailorlm data import`: an existing JSONL file (messages, alpaca, sharegpt, prompt/completion, text)
+becomes a dataset version — through the same `prepare` stage as company files, so it gets the same
+PII pass, dedup, split, card and registry row. Reading datasets back is `tailorlm.dataset_splits`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from tailorlm.config import Project, Source
-from tailorlm.formats.examples import Example
 from tailorlm.formats.importers import read_examples
 from tailorlm.registry import Artifact
 from tailorlm.workspace import Workspace
-
-
-def load_examples(workspace: Workspace, reference: str, split: str = "train") -> list[Example]:
-    """Examples of a registered dataset's split, or of a JSONL file in any supported format."""
-    from tailorlm.prepare import load_split
-
-    path = Path(reference)
-    if path.suffix == ".jsonl" and path.is_file():
-        return read_examples(path).examples
-    return load_split(workspace, workspace.resolve("dataset", reference), split)
 
 
 def import_dataset(
