@@ -24,8 +24,8 @@ def check_model_dir(path: Path) -> Path:
     path = Path(path).expanduser()
     if not path.exists():
         raise ModelDirError(
-            f"base model directory not found: {path} (base_model must be a local directory; nothing is "
-            "downloaded — copy the model there first)"
+            f"base model directory not found: {path} (base_model must be a local directory, a .gguf file or a "
+            "registered base — `tailorlm base list`; nothing is downloaded, copy the model there first)"
         )
     if not path.is_dir():
         raise ModelDirError(f"base_model must be a directory, got a file: {path}")

@@ -186,6 +186,8 @@ def resolve_base(workspace: Workspace, reference: str | Path, *, root: Path | No
         if existing:
             return workspace.path_of(existing[0])
         return workspace.path_of(import_base(workspace, text, say=say))
+    if path.is_absolute() or "/" in text or text.startswith("."):
+        return path  # a path to a directory that isn't there: check_model_dir names what is missing
     known = ", ".join(a.name for a in list_bases(workspace)) or "none yet"
     raise BaseModelError(
         f"base_model: {text!r} is not a directory, a .gguf file or a registered base (registered: {known}; "
