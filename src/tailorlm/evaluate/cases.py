@@ -67,7 +67,8 @@ class EvalCase:
         users = [m["content"] for m in self.messages if m["role"] == "user"]
         return users[-1] if users else ""
 
-    def metric_case(self) -> Case:
+    def metric_case(self, context: str | None = None) -> Case:
+        """The reference side the metrics score against; ``context`` is what the candidate was shown."""
         return Case(
             expected=self.expected,
             label=self.label,
@@ -75,6 +76,7 @@ class EvalCase:
             must_not_contain=list(self.must_not_contain),
             json_schema=self.json_schema,
             tags=list(self.tags),
+            context=context,
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from tailorlm.evaluate.cases import EvalCase
 from tailorlm.evaluate.metrics.extraction import flatten, parse_json_output
+from tailorlm.evaluate.metrics.facts import canonical_number
 
 _NUMBER = re.compile(r"(?<![\w.])\d[\d,]*(?:\.\d+)?")
 SHOWN = 8  # case ids kept per group
@@ -29,14 +30,13 @@ def numbers(text: str) -> set[str]:
     are left out (list markers and the like)."""
     found = set()
     for raw in _NUMBER.findall(text):
-        cleaned = raw.replace(",", "") if re.fullmatch(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?", raw) else raw.replace(",", ".")
-        try:
-            value = Decimal(cleaned.rstrip("."))
-        except InvalidOperation:
+        canonical = canonical_number(raw)
+        if canonical is None:
             continue
+        value = Decimal(canonical)
         if value == value.to_integral_value() and value < 10:
             continue
-        found.add(format(value.normalize(), "f"))
+        found.add(canonical)
     return found
 
 

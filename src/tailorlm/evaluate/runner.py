@@ -256,12 +256,18 @@ def _run(
     outputs, losses = _generate(suite, decoding, settings.batch_size, cache, progress)
     seconds = time.monotonic() - started
     cases = suite.cases
-    metric_cases = [c.metric_case() for c in cases]
+    # What each candidate was shown (question, few-shot turns, retrieved passages): facts found
+    # there are not invented (metric `invented_facts`), and numbers there are not hallucinated.
+    prompts = {
+        c.name: ["\n".join(m["content"] for m in conversation) for conversation in suite.conversations[c.name]]
+        for c in suite.candidates
+    }
 
     scores: dict[str, dict[str, Score]] = {}
     passed: dict[str, list[bool | None]] = {}
     for candidate in suite.candidates:
         texts = [g.text for g in outputs[candidate.name]]
+        metric_cases = [c.metric_case(context=p) for c, p in zip(cases, prompts[candidate.name], strict=True)]
         scores[candidate.name], passed[candidate.name] = score_candidate(
             suite.task, suite.metrics, texts, metric_cases, suite.options
         )
@@ -283,13 +289,12 @@ def _run(
             item_scores = {
                 name: s.per_item[index] for name, s in scores[candidate.name].items() if len(s.per_item) == len(cases)
             }
-            prompt_text = "\n".join(m["content"] for m in suite.conversations[candidate.name][index])
             found = diagnose(
                 suite.task,
                 case,
                 generation.text,
                 finished=generation.finished,
-                prompt_text=prompt_text,
+                prompt_text=prompts[candidate.name][index],
                 scores=item_scores,
                 predicted_label=labels[index] if labels else None,
             )

@@ -1,6 +1,6 @@
 """The metric interface and registry: every metric is a function over (predictions, cases) that
 returns a MetricResult, registered by name with one ``@metric(...)`` line in the file of its family
-(classification.py, extraction.py, text.py, checks.py).
+(classification.py, extraction.py, text.py, checks.py, facts.py).
 
     from tailorlm.evaluate.metrics import Case, evaluate_metrics
     results = evaluate_metrics(["exact_match", "rouge_l"], ["Paris"], [Case(expected="Paris")])
@@ -32,6 +32,9 @@ class Case:
         must_not_contain: Strings the output must not contain (case-insensitive).
         json_schema: JSON Schema the output must satisfy (extraction).
         tags: Free-form tags for slicing results.
+        context: What the candidate was shown besides the case itself: its whole prompt (system
+            prompt, question, few-shot examples, retrieved passages). Facts found there are not
+            invented (``invented_facts``); None when unknown.
     """
 
     expected: str | None = None
@@ -40,6 +43,7 @@ class Case:
     must_not_contain: list[str] = field(default_factory=list)
     json_schema: dict | None = None
     tags: list[str] = field(default_factory=list)
+    context: str | None = None
 
 
 @dataclass
@@ -195,7 +199,7 @@ def mean_or_nan(scores: Sequence[float | None]) -> float:
 
 
 # The families register themselves on import; they import the names above, so this comes last.
-from tailorlm.evaluate.metrics import checks, classification, extraction, text  # noqa: E402
+from tailorlm.evaluate.metrics import checks, classification, extraction, facts, text  # noqa: E402
 
 __all__ = [
     "TASKS",
@@ -207,6 +211,7 @@ __all__ = [
     "classification",
     "evaluate_metrics",
     "extraction",
+    "facts",
     "get_metric",
     "known_metrics",
     "mean_or_nan",
