@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 Task = Literal["chat", "classify", "extract", "generate", "cpt"]
 Method = Literal["full", "lora", "qlora", "dora"]
 SourceKind = Literal["documents", "faq", "email", "table", "extraction", "dataset"]
+BEATS_BASELINES = "beats_baselines"  # the objective "better than every baseline", see evaluate.objectives
 
 
 class Settings(BaseModel):
@@ -164,8 +165,11 @@ class EvaluateSettings(Settings):
         default_factory=lambda: ["base"], description="Candidates compared with the fine-tuned model."
     )
     metrics: list[str] | None = Field(None, description="Metric names (default: by task).")
-    objectives: dict[str, float] = Field(
-        default_factory=dict, description="Thresholds the fine-tuned model must meet, e.g. {accuracy: 0.9}."
+    objectives: dict[str, float | Literal["beats_baselines"]] = Field(
+        default_factory=dict,
+        description="The gate for `register`, per metric: a threshold the fine-tuned model must reach (at most, "
+        "for lower-is-better metrics), e.g. {accuracy: 0.9}; or `beats_baselines`: better than every baseline "
+        "(paired bootstrap, 95%), e.g. {fact_recall: beats_baselines, rouge_l: 0.15}.",
     )
     max_new_tokens: int = Field(128, gt=0, description="Generation budget per case.")
     batch_size: int = Field(16, gt=0, description="Cases generated together.")
@@ -176,6 +180,18 @@ class EvaluateSettings(Settings):
         None, description="Local sentence-transformers model directory: dense retrieval for rag instead of BM25."
     )
     judge: JudgeSettings | None = Field(None, description="An LLM judge: rubric scores and pairwise wins.")
+
+    @field_validator("objectives", mode="before")
+    @classmethod
+    def _objectives(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for name, objective in value.items():
+                is_number = isinstance(objective, int | float) and not isinstance(objective, bool)
+                if not is_number and objective != BEATS_BASELINES:
+                    raise ValueError(
+                        f"{name}: must be a number (a threshold) or {BEATS_BASELINES!r} (got {objective!r})"
+                    )
+        return value
 
 
 class ServeSettings(Settings):

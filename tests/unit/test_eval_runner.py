@@ -137,6 +137,36 @@ def test_gate_fails_and_register_refuses(trained: tuple[Workspace, Project, Arti
         register(ws, run.id, name="tiny-model")
 
 
+def test_margin_objective_on_a_real_evaluation(trained: tuple[Workspace, Project, Artifact]) -> None:
+    """`beats_baselines` on a tiny model's evaluation: each baseline's margin is recorded, the unmet
+    ones are named, the facts metrics are scored, and the verdict is the same when evaluated again."""
+    ws, project, run = trained
+    objectives = {"rouge_l": "beats_baselines", "invented_facts": "beats_baselines", "fact_recall": 0.0}
+    project = with_evaluate(project, baselines=["base", "rag"], rag_k=1, objectives=objectives)
+    result = evaluate(ws, project, run=run.id, gate=True)
+    summary = result.summary
+    assert {"fact_recall", "invented_facts"} <= set(summary["metrics"])
+    assert summary["objectives"] == objectives
+    checks = {c["metric"]: c for c in summary["gate"]["checks"]}
+    rouge = checks["rouge_l"]
+    assert rouge["objective"] == "beats_baselines" and set(rouge["versus"]) == {"base", "rag"}
+    for margin in rouge["versus"].values():
+        assert margin["n"] == 4 and margin["ci"][0] <= margin["mean_diff"] <= margin["ci"][1]
+    # The same paired bootstrap as the report's comparison with the reference (base).
+    assert summary["comparisons"]["finetuned"]["rouge_l"]["ci"] == rouge["versus"]["base"]["ci"]
+    assert rouge["passed"] == all(m["passed"] for m in rouge["versus"].values())
+    unmet = [line for line in summary["gate"]["unmet"] if line.startswith("rouge_l")]
+    assert len(unmet) == sum(not m["passed"] for m in rouge["versus"].values())
+    assert all(" at 95%" in line and " vs " in line for line in unmet)
+    assert result.gate is not None and result.gate.passed == (not summary["gate"]["unmet"])
+    # The finetuned+rag candidate's prompt held the retrieved passages: its facts were checked against them.
+    rows = [r for r in read_jsonl(result.path / "results.jsonl") if r["candidate"] == "finetuned+rag"]
+    assert all("invented_facts" in r["scores"] for r in rows)
+
+    again = evaluate(ws, project, run=run.id, gate=True)
+    assert again.summary["gate"] == summary["gate"]
+
+
 def test_cache_generates_only_what_is_new(trained: tuple[Workspace, Project, Artifact], tmp_path: Path) -> None:
     ws, project, run = trained
     shutil.rmtree(ws.root / "cache", ignore_errors=True)

@@ -336,8 +336,15 @@ def _run(
     }
     summary_scores = {name: {m: s.to_json() for m, s in by_metric.items()} for name, by_metric in scores.items()}
 
+    per_item = {name: {m: s.per_item for m, s in by_metric.items()} for name, by_metric in scores.items()}
+    baseline_names = [c.name for c in suite.candidates if c.kind == "baseline"]
     gates = (
-        {c.run or c.name: check_gate(settings.objectives, summary_scores[c.name], c.name) for c in suite.finetuned()}
+        {
+            c.run or c.name: check_gate(
+                settings.objectives, summary_scores[c.name], c.name, per_item=per_item, baselines=baseline_names
+            )
+            for c in suite.finetuned()
+        }
         if settings.objectives
         else {}
     )

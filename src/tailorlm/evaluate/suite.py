@@ -292,7 +292,7 @@ def plan_suite(
         raise EvalError("nothing to evaluate: no run, no baseline and no endpoint")
 
     others = [c.name for c in candidates if c.kind != "finetuned"]
-    validate_objectives(settings.objectives, others)
+    validate_objectives(settings.objectives, others, baselines=[c.name for c in candidates if c.kind == "baseline"])
     if reference is None:
         reference = "base" if "base" in others else (others[0] if others else candidates[0].name)
     if reference not in [c.name for c in candidates]:
