@@ -52,6 +52,18 @@ def test_numbers_carry_their_unit_and_list_markers_are_not_facts() -> None:
     assert extract_facts("No digits here at all, only words.") == []
 
 
+def test_phone_numbers_and_clock_times() -> None:
+    assert facts("Call +1-555-0142 or (800) 222-1111.") == {("phone", "15550142"), ("phone", "8002221111")}
+    assert facts("From 2024-2025 on") == {("number", "2024"), ("number", "2025")}  # a range, not a phone
+    assert facts("Open 8 a.m.–8 p.m., 12 am, 9:30 PM") == {
+        ("time", "8:00"),
+        ("time", "20:00"),
+        ("time", "0:00"),
+        ("time", "21:30"),
+    }
+    assert extract_facts("8 p.m.")[0].matches(extract_facts("20:00")[0])
+
+
 @pytest.mark.parametrize(
     ("written", "canonical"),
     [("1,200.50", "1200.5"), ("4,99", "4.99"), ("1.234,50", "1234.5"), ("09", "9"), ("5.00", "5"), ("x", None)],

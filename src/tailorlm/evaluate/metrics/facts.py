@@ -13,8 +13,8 @@ any language, because they look at digits, symbols and identifiers rather than w
 | `url` | https://account.acme.example/orders, acme.example | host without `www.`, then path (a longer path matches) |
 | `code` | E07, ACM-123456, RMA-2024-001, T5 | capitals and digits (one of each at least), `-`/`_` ignored |
 | `date` | 2026-03-01, 01/03/2026 | the digit groups |
-| `phone` | 1-800-222-1111, +33 1 23 45 67 89 | the digits (7 or more); a country code may be left out |
-| `time` | 9:00, 17:30 | hour and minutes |
+| `phone` | 1-800-222-1111, +1-555-0142 | the digits (7 or more); a country code may be left out |
+| `time` | 9:00, 17:30, 8 p.m. | hour and minutes, on a 24-hour clock |
 | `money` | $4.99, 4,99 €, 149 USD, 5 dollars | currency (symbols, ISO codes, dollar/euro/pound) and amount |
 | `percent` | 10%, 10 percent | the number |
 | `version` | v2.1, 4.2.1 | the numbers |
@@ -131,8 +131,9 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
             r"(?<![\w.])(?:\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/(?:\d{4}|\d{2})|\d{1,2}\.\d{1,2}\.\d{4})(?!\w|\.\d)"
         ),
     ),
-    ("phone", re.compile(r"(?<![\w+])(?:\+?\d{1,3}[ .-])?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,4}){2,5}(?!\w)")),
-    ("time", re.compile(r"(?<![\w:.])\d{1,2}:\d{2}(?![\w:])")),
+    ("phone", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]\d{2,4}){1,5}(?!\w)")),
+    ("time", re.compile(r"(?<![\w:.])(\d{1,2})(?::(\d{2}))?\s?([ap])\.?m\b\.?", re.IGNORECASE)),
+    ("time", re.compile(r"(?<![\w:.])(\d{1,2}):(\d{2})(?![\w:])")),
     (
         "money",
         re.compile(
@@ -163,19 +164,23 @@ def _fact(kind: str, match: re.Match[str]) -> Fact | None:
     text = match.group(0).strip()
     if kind == "email":
         return Fact(kind, text.casefold(), (), text)
-    if kind in ("date", "time"):
-        parts = [int(p) for p in re.findall(r"\d+", text)]
-        value = "-".join(map(str, parts)) if kind == "date" else f"{parts[0]}:{parts[1]:02d}"
-        return Fact(kind, value, (), text)
+    if kind == "date":
+        return Fact(kind, "-".join(str(int(p)) for p in re.findall(r"\d+", text)), (), text)
+    if kind == "time":
+        hour, minutes = int(match.group(1)), int(match.group(2) or 0)
+        if match.lastindex == 3:  # 12-hour clock: 12 a.m. is 0:00, 1 p.m. is 13:00
+            hour = hour % 12 + (12 if match.group(3).casefold() == "p" else 0)
+        return Fact(kind, f"{hour}:{minutes:02d}", (), text)
     if kind == "url":
         text = text.rstrip(".,;:!?")
         address = re.sub(r"^(?:https?://)?(?:www\.)?", "", text.casefold()).rstrip("/")
         return Fact(kind, address, (), text)
     if kind == "code":
         return Fact(kind, re.sub(r"[-_]", "", text), (), text)
-    if kind == "phone":
+    if kind == "phone":  # "2024-2025" is not a phone number, "+1-555-0142" and "555 014 2000" are
         digits = re.sub(r"\D", "", text)
-        return Fact(kind, digits, (), text) if len(digits) >= 7 else None
+        separators = len(re.findall(r"\d[ .-]+\(?\d", text))
+        return Fact(kind, digits, (), text) if len(digits) >= 7 and (text[0] in "+(" or separators >= 2) else None
     if kind == "version":
         return Fact(kind, text.casefold().lstrip("v"), (), text)
     amount = canonical_number(match.group("amount") or match.groupdict().get("amount2") or "")
@@ -201,8 +206,8 @@ def extract_facts(text: str) -> list[Fact]:
                 continue
             found.setdefault((fact.kind, fact.value, fact.unit), fact)
             blanked.append(match.span())
-        for start, end in blanked:
-            rest = rest[:start] + " " * (end - start) + rest[end:]
+        for start, end in blanked:  # NUL: no pattern reads it as a separator or part of a word
+            rest = rest[:start] + "\0" * (end - start) + rest[end:]
     return list(found.values())
 
 
