@@ -126,6 +126,40 @@ def test_registered_metrics_follow_the_protocol():
         assert registered.name == name
 
 
+# One small sample per task: (predictions, cases), with an item no metric applies to at the end.
+SAMPLES = {
+    "chat": (
+        ["We refund within 5 business days.", "Call 1-800-222-1111.", ""],
+        [Case(expected="Refunds take 5 business days.", must_contain=["refund"]), Case(expected="Hi!"), Case()],
+    ),
+    "classify": (["billing", "shipping", "x"], [Case(label="billing"), Case(label="billing"), Case()]),
+    "extract": (
+        ['{"a": 1}', "not json", ""],
+        [Case(expected='{"a": 1}', json_schema={"type": "object"})] * 2 + [Case()],
+    ),
+}
+SAMPLES["generate"] = SAMPLES["chat"]
+
+
+def test_every_metric_keeps_the_contract():
+    """Every registered metric, on each task it serves: one score per item, None where it does not
+    apply, the value the mean of the per-item scores when it decomposes, NaN on no items."""
+    for name in known_metrics():
+        registered = get_metric(name)
+        for task in registered.tasks:
+            if task not in SAMPLES:
+                continue
+            predictions, cases = SAMPLES[task]
+            result = registered(predictions, cases)
+            assert result.name == name and len(result.per_item) == len(cases), (name, task)
+            assert all(s is None or 0 <= s <= 1 for s in result.per_item), (name, task, result.per_item)
+            if registered.decomposes:
+                applicable = [s for s in result.per_item if s is not None]
+                expected = sum(applicable) / len(applicable) if applicable else math.nan
+                assert result.value == pytest.approx(expected, nan_ok=True), (name, task)
+            assert math.isnan(registered([], []).value), name
+
+
 def test_metrics_for_task():
     assert {"exact_match", "rouge_l", "chrf", "must_contain", "must_not_contain"} <= set(metrics_for_task("chat"))
     assert "length_ok" not in metrics_for_task("chat")  # registered with default=False
