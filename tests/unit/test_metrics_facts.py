@@ -126,6 +126,19 @@ def test_invented_phone_number_and_installation_time() -> None:
     assert result.per_item == [pytest.approx(3 / 5)]  # E01 and T3 were in the question
 
 
+def test_failure_analysis_names_invented_facts() -> None:
+    from tailorlm.evaluate.cases import EvalCase
+    from tailorlm.evaluate.failures import analyse, diagnose
+
+    case = EvalCase(id="c1", messages=[{"role": "user", "content": "Phone?"}], expected="Use the app.")
+    answer = "Call 1-800-222-1111."
+    scores = {"invented_facts": get_metric("invented_facts")([answer], [case.metric_case("Phone?")]).per_item[0]}
+    errors = diagnose("chat", case, answer, finished=True, prompt_text="Phone?", scores=scores)
+    assert "invented_fact" in errors
+    analysis = analyse("chat", [case], [answer], [errors], [False])
+    assert any("invented_facts" in line and "RAFT" in line for line in analysis["suggestions"])
+
+
 def test_invented_facts_uses_what_the_candidate_was_shown() -> None:
     answer = "Refunds take 5 business days; Care+ is $4.99 a month."
     bare = Case(expected="We refund within 5 business days.")

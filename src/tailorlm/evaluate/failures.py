@@ -4,6 +4,7 @@ Each answer gets error types (`diagnose`): `empty`, `too_long` (ran out of token
 than the reference), `wrong_label` / `unparseable_label` (classify), `invalid_json` /
 `missing_field` / `wrong_value` / `schema_invalid` (extract), `hallucinated_number` (a number in the
 answer that is neither in the prompt — including retrieved context — nor in the reference),
+`invented_fact` (the answer's `invented_facts` score is above 0),
 `missing_required` / `forbidden_content` (the case's rule checks) and `low_overlap` (a chat answer
 that failed for no more specific reason). Failures are then grouped by error type, gold label,
 source document and tag, with a suggestion of what to add.
@@ -81,6 +82,8 @@ def diagnose(
             errors.append("schema_invalid")
     if task != "classify" and numbers(text) - numbers(prompt_text) - numbers(case.expected or ""):
         errors.append("hallucinated_number")
+    if (value := scores.get("invented_facts")) is not None and value > 0:
+        errors.append("invented_fact")
     if (value := scores.get("must_contain")) is not None and value < 1:
         errors.append("missing_required")
     if scores.get("must_not_contain") == 0.0:
@@ -178,6 +181,9 @@ def suggestions(analysis: dict[str, Any], totals_by_label: Counter[Any]) -> list
         "in the instruction.",
         "hallucinated_number": "answers contain numbers found neither in the question nor in the reference: add "
         "examples that quote figures from their source, or compare with finetuned+rag.",
+        "invented_fact": "answers state facts (numbers with units, codes, phone numbers, addresses) found neither "
+        "in their prompt nor in the reference (metric invented_facts): train with retrieved passages in the "
+        "prompt (RAFT-style), or compare with finetuned+rag.",
         "too_long": "answers ran out of tokens or ran far past the reference: shorten long training answers, "
         "check they end with the end-of-turn token, or raise evaluate.max_new_tokens.",
         "empty": "answers were empty: check the chat template and that training answers end with the end-of-turn "
