@@ -22,10 +22,11 @@ any language, because they look at digits, symbols and identifiers rather than w
 
 Numbers are compared by value: "1,000" = "1000" = "1000.00"; "4,99" = "4.99" (a comma followed by
 exactly three digits separates thousands, any other comma is a decimal point). The words after a
-number are casefolded with a final "s" dropped ("days" = "day"), so "30 days" = "30-day" =
-"30 Days". Two number facts match when their values are equal and their words share one ("5
-business days" = "5 days", "30 calendar days" = "30 days"), or when either has no word after it (a
-bare "3" in "3–10 business days"). List markers ("1. Open the app") are not facts.
+number, up to a function word ("of", "and", "de", "und", ... see ``FUNCTION_WORDS``), are casefolded
+with a final "s" dropped ("days" = "day"), so "30 days" = "30-day" = "30 Days". Two number facts
+match when their values are equal and they share a word (equal, or the same first four letters:
+"5 business days" = "5 days", "30 Tage" = "30 Tagen"), or when either has no word after it (a bare
+"3" in "3–10 business days" or "3 and 5"). List markers ("1. Open the app") are not facts.
 
 ``fact_recall`` also credits English number words in the answer ("thirty days" states "30 days");
 numbers written in words are never facts of their own, so they are never counted as invented.
@@ -67,7 +68,7 @@ class Fact:
             return False
         if self.kind == "number":
             return self.value == other.value and (
-                not self.unit or not other.unit or bool(set(self.unit) & set(other.unit))
+                not self.unit or not other.unit or any(_same_word(a, b) for a in self.unit for b in other.unit)
             )
         if self.kind == "url":
             host, _, path = self.value.partition("/")
@@ -156,8 +157,31 @@ _LIST_MARKER = re.compile(r"(?m)^[ \t]*\d{1,2}[.)](?=\s)")
 _WORD = re.compile(rf"{_LETTER}+")
 
 
+# Function words end a number's unit ("14 days of delivery" → day; "3 and 5" → a bare 3).
+FUNCTION_WORDS_BY_LANGUAGE = {
+    "en": "a an and are as at by for from in is of on or per the to was with",
+    "fr": "à au aux avec dans de des du en et la le les ou par pour sous sur un une",
+    "de": "am an auf bis das der die ein eine für im mit oder und von zu",
+    "es": "con de del e el en la las los o para por un una y",
+    "it": "da del di e il in o per un una",
+    "nl": "een en het in met of op van voor",
+    "pt": "com do dos e em na no o ou para",
+}
+FUNCTION_WORDS = frozenset(" ".join(FUNCTION_WORDS_BY_LANGUAGE.values()).split())
+
+
 def _unit(words: str) -> tuple[str, ...]:
-    return tuple(w[:-1] if len(w) > 3 and w.endswith("s") else w for w in _WORD.findall(words.casefold()))
+    unit: list[str] = []
+    for word in _WORD.findall(words.casefold()):
+        if word in FUNCTION_WORDS:
+            break
+        unit.append(word[:-1] if len(word) > 3 and word.endswith("s") else word)
+    return tuple(unit)
+
+
+def _same_word(a: str, b: str) -> bool:
+    """Equal, or both of four letters or more with the same first four ("tage"/"tagen", "month"/"monthly")."""
+    return a == b or (len(a) >= 4 and len(b) >= 4 and a[:4] == b[:4])
 
 
 def _fact(kind: str, match: re.Match[str]) -> Fact | None:
@@ -191,7 +215,9 @@ def _fact(kind: str, match: re.Match[str]) -> Fact | None:
         return Fact(kind, amount, (_CURRENCIES.get(symbol, symbol),), text)
     if kind == "percent":
         return Fact(kind, amount, (), text)
-    return Fact(kind, amount, _unit(match.group("after")), text.rstrip(" -"))
+    unit = _unit(match.group("after"))
+    kept = re.match(rf"(?:[ \t-]+{_LETTER}+){{{len(unit)}}}", match.group("after"))
+    return Fact(kind, amount, unit, match.group("amount") + (kept.group(0) if kept else ""))
 
 
 def extract_facts(text: str) -> list[Fact]:
