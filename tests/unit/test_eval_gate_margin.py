@@ -42,6 +42,8 @@ def test_beats_every_baseline_or_names_the_one_it_does_not() -> None:
         {"fact_recall": "beats_baselines"}, SCORES, "finetuned", per_item=PER_ITEM, baselines=["base"]
     )
     assert against_base.passed and against_base.unmet == []
+    (explained,) = against_base.explain()
+    assert re.fullmatch(r"fact_recall: \+0\.\d+ \[\+0\.\d+, \+0\.\d+\] vs base — above 0 at 95%", explained), explained
 
 
 def test_lower_is_better_metrics_must_come_out_below() -> None:

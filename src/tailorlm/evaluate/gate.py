@@ -91,10 +91,9 @@ class GateCheck:
     def objective(self) -> Objective:
         return BEATS_BASELINES if self.threshold is None else self.threshold
 
-    def problems(self) -> list[str]:
-        """One line per way the objective is unmet (none when it is met)."""
-        if self.passed:
-            return []
+    def lines(self) -> list[str]:
+        """The objective as read by a person, met or not: `rouge_l 0.21 (needs >= 0.3)`, or one line per
+        baseline, `fact_recall: +0.12 [+0.05, +0.19] vs rag — above 0 at 95%`."""
         if self.threshold is not None:
             shown = "not measured" if self.value is None else f"{self.value:.4g}"
             relation = ">=" if self.higher_is_better else "<="
@@ -104,19 +103,23 @@ class GateCheck:
         direction = "above" if self.higher_is_better else "below"
         lines = []
         for m in self.margins:
-            if m.passed:
-                continue
             if m.mean_diff is None or m.ci[0] is None or m.ci[1] is None:
                 lines.append(f"{self.metric}: not measured vs {m.baseline} (no item scored for both)")
             else:
+                verdict = direction if m.passed else f"not {direction}"
                 lines.append(
                     f"{self.metric}: {m.mean_diff:+.3g} [{m.ci[0]:+.3g}, {m.ci[1]:+.3g}] vs {m.baseline} "
-                    f"— not {direction} 0 at {MARGIN_CONFIDENCE:.0%}"
+                    f"— {verdict} 0 at {MARGIN_CONFIDENCE:.0%}"
                 )
         return lines
 
-    def describe(self) -> str:
-        return "; ".join(self.problems())
+    def problems(self) -> list[str]:
+        """One line per way the objective is unmet (none when it is met)."""
+        if self.passed:
+            return []
+        if self.threshold is not None or not self.margins:
+            return self.lines()
+        return [line for m, line in zip(self.margins, self.lines(), strict=True) if not m.passed]
 
 
 @dataclass
@@ -134,6 +137,10 @@ class GateResult:
     unmet: list[str]
     checks: list[GateCheck] = field(default_factory=list)
     candidate: str = ""
+
+    def explain(self) -> list[str]:
+        """Every objective as read by a person, met or not (`GateCheck.lines`), e.g. for a passed gate."""
+        return [line for check in self.checks for line in check.lines()]
 
     def to_meta(self) -> dict[str, Any]:
         """What `register` reads: `{"passed": bool, "unmet": [...]}` (plus the checks for reports)."""
