@@ -308,12 +308,11 @@ def eval_(
     console.print(table_of(*ev.summary_table(result.summary)))
     console.print(f"Report: {result.path / 'report.html'}")
     if result.gate is not None:
-        if result.gate.passed:
-            console.print("[green]gate passed[/]")
-        else:
-            console.print(f"[red]gate failed:[/] {', '.join(result.gate.unmet)}")
-            if gate:
-                raise typer.Exit(1)
+        console.print("[green]gate passed[/]" if result.gate.passed else "[red]gate failed:[/]")
+        for line in result.gate.explain() if result.gate.passed else result.gate.unmet:
+            console.print(f"  {line}", markup=False, highlight=False)
+        if gate and not result.gate.passed:
+            raise typer.Exit(1)
 
 
 @app.command()

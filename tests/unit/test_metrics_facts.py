@@ -84,6 +84,9 @@ def test_matching_rules() -> None:
     host = extract_facts("account.acme.example")[0]
     assert host.matches(extract_facts("https://account.acme.example/orders")[0])
     assert not host.matches(extract_facts("support.acme.example")[0])
+    orders = extract_facts("acme.example/orders")[0]
+    assert not orders.matches(extract_facts("acme.example/ord")[0])
+    assert orders.matches(extract_facts("https://acme.example/orders/42")[0])
     assert extract_facts("E-07")[0].matches(extract_facts("E07")[0])
     assert extract_facts("30 Tage")[0].matches(extract_facts("30 Tagen")[0])  # the same first four letters
     # Function words end a unit: "3 and 5 business days" invents nothing against "3 to 5 business days".

@@ -71,9 +71,10 @@ class Fact:
                 not self.unit or not other.unit or any(_same_word(a, b) for a in self.unit for b in other.unit)
             )
         if self.kind == "url":
-            host, _, path = self.value.partition("/")
-            other_host, _, other_path = other.value.partition("/")
-            return host == other_host and (path.startswith(other_path) or other_path.startswith(path))
+            host, *path = self.value.split("/")
+            other_host, *other_path = other.value.split("/")
+            shorter = min(len(path), len(other_path))
+            return host == other_host and path[:shorter] == other_path[:shorter]
         if self.kind == "phone":
             short, long = sorted((self.value, other.value), key=len)
             return long.endswith(short) and len(short) >= 7
