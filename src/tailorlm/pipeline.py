@@ -55,8 +55,9 @@ def run_project(
     say(f"    evaluation {evaluated.evaluation.id}: {evaluated.path / 'report.html'}")
     say(table_of(*summary_table(evaluated.summary)))
     if evaluated.gate is not None:
-        verdict = "passed" if evaluated.gate.passed else f"failed: {', '.join(evaluated.gate.unmet)}"
-        say(f"    gate {verdict}")
+        say(f"    gate {'passed' if evaluated.gate.passed else '[red]failed[/]'}:")
+        for line in evaluated.gate.explain():
+            say(f"      {line}")
 
     say("[bold]4/4 register[/]")
     model = None
