@@ -57,6 +57,7 @@ REAL = Profile(
         "batch_size": 16,
         "few_shot_k": 2,
         "rag_k": 2,
+        "metrics": ["fact_recall", "invented_facts", "we_voice", "rouge_l", "chrf"],
         "objectives": {"rouge_l": "beats_baselines"},
     },
     why=(
