@@ -29,7 +29,7 @@ from tailorlm.evaluate.scoring import JUDGE_WIN, Score, compact_details, compare
 from tailorlm.evaluate.stats import bootstrap_mean_ci
 from tailorlm.evaluate.suite import LOSS_TASKS, Suite, plan_suite
 from tailorlm.offline import enforce
-from tailorlm.registry import Artifact
+from tailorlm.registry import Artifact, EvaluationMeta
 from tailorlm.workspace import Workspace, new_id, sha256_file
 
 Progress = Callable[[str, int, int], None]
@@ -97,13 +97,13 @@ def evaluate(
     eval_id = new_id("eval")
     final = workspace.eval_dir(eval_id)
     parents = [r.id for r in suite.runs] + ([suite.dataset.id] if suite.dataset else [])
-    meta: dict[str, Any] = {
-        "candidates": [c.name for c in suite.candidates],
-        "task": suite.task,
-        "cases": len(suite.cases),
-        "runs": [r.id for r in suite.runs],
-        "dataset": suite.dataset.id if suite.dataset else None,
-    }
+    meta = EvaluationMeta(
+        candidates=[c.name for c in suite.candidates],
+        task=suite.task,
+        cases=len(suite.cases),
+        runs=[r.id for r in suite.runs],
+        dataset=suite.dataset.id if suite.dataset else None,
+    )
     workspace.registry.add(
         Artifact(
             id=eval_id,
@@ -121,25 +121,25 @@ def evaluate(
     try:
         summary, rows, gate_result = _run(suite, project, cache, progress, eval_id)
         write_evaluation(workspace, final, summary, rows)
-        meta = {
-            **meta,
-            "scores": flat_scores(summary["scores"]),
-            "gate": {"passed": gate_result.passed, "unmet": gate_result.unmet} if gate_result else None,
-            "gates": summary.get("gates"),
-        }
+        meta = meta.replace(
+            scores=flat_scores(summary["scores"]),
+            gate={"passed": gate_result.passed, "unmet": gate_result.unmet} if gate_result else None,
+            gates=summary.get("gates"),
+        )
         artifact = workspace.registry.update(
             eval_id, status="complete", hash=sha256_file(final / "results.jsonl"), meta=meta
         )
     except BaseException as error:
         status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-        workspace.registry.update(eval_id, status=status, meta={**meta, "error": str(error)})
+        workspace.registry.update(eval_id, status=status, meta=meta.replace(error=str(error)))
         workspace.audit.append(f"evaluate.{status}", inputs=parents, outputs=[eval_id], error=str(error))
         raise
     finally:
         cache.close()
         suite.close()
+    verdict = meta.gate.model_dump(include={"passed", "unmet"}) if meta.gate else None
     workspace.audit.append(
-        "evaluate", inputs=parents, outputs=[eval_id], hash=artifact.hash, gate=meta["gate"], cases=len(suite.cases)
+        "evaluate", inputs=parents, outputs=[eval_id], hash=artifact.hash, gate=verdict, cases=len(suite.cases)
     )
     return EvaluationResult(artifact, final, summary, gate_result)
 
