@@ -8,6 +8,7 @@ the user can fix are printed in one line (the file or field named) with exit cod
 from __future__ import annotations
 
 import functools
+import json
 import os
 import sys
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from rich.table import Table
 
 from tailorlm import offline
 from tailorlm.pipeline import table_of
-from tailorlm.registry import DatasetMeta, DocumentMeta, ModelMeta, RunMeta
+from tailorlm.registry import BaseMeta, BaseOrigin, DatasetMeta, DocumentMeta, ModelMeta, RunMeta
 
 app = typer.Typer(
     help="Fine-tune open LLMs on your company's own data, on your own machines.",
@@ -459,21 +460,21 @@ def base_list(
     ws = _workspace(workspace)
     bases = list_bases(ws)
     if json_output:
-        rows = [{"name": a.name, "path": str(ws.path_of(a)), **a.meta} for a in bases]
+        rows = [{"name": a.name, "path": str(ws.path_of(a)), **a.meta.model_dump(mode="json")} for a in bases]
         console.print_json(json.dumps(rows, default=str))
         return
     table = Table("name", "parameters", "dtype", "licence", "origin", "sha256", box=None)
     for artifact in bases:
-        meta = artifact.meta
-        origin = meta.get("origin", {})
-        where = f"{origin['package']} {origin.get('version', '')}" if origin.get("package") else origin.get("file", "")
+        meta = artifact.meta_as(BaseMeta)
+        origin = meta.origin or BaseOrigin()
+        where = f"{origin.package} {origin.version or ''}" if origin.package else origin.file or ""
         table.add_row(
             artifact.name,
-            f"{meta.get('parameters', 0) / 1e6:.0f}M",
-            str(meta.get("dtype", "")),
-            str(meta.get("license") or "unknown"),
+            f"{meta.parameters / 1e6:.0f}M",
+            meta.dtype,
+            meta.license or "unknown",
             where,
-            str(meta.get("sha256", ""))[:16],
+            meta.sha256[:16],
         )
     console.print(table if bases else "No base models yet: `tailorlm base import FILE.gguf`.")
 

@@ -11,6 +11,7 @@ from tailorlm.registry import (
     KINDS,
     Artifact,
     BaseMeta,
+    BaseOrigin,
     DatasetMeta,
     DocumentMeta,
     EvaluationMeta,
@@ -53,7 +54,7 @@ def test_a_missing_required_field_is_named() -> None:
     with pytest.raises(MetaError, match=r"meta\.dataset: Field required"):
         Artifact(id="run-1", kind="run", name="x", hash="h", path="p", meta={"method": "lora", "base_model": "b"})
     with pytest.raises(MetaError, match=r"meta\.parameters: Field required"):
-        base = {"path": "p", "sha256": "s", "dtype": "bfloat16", "architecture": "LlamaForCausalLM"}
+        base = {"sha256": "s", "dtype": "bfloat16", "architecture": "LlamaForCausalLM"}
         Artifact(id="base-1", kind="base", name="b", hash="h", path="p", meta=base)
 
 
@@ -92,10 +93,9 @@ def test_readers_get_attributes_and_a_clear_error_for_the_wrong_kind(workspace: 
 
 def test_a_base_model_row_round_trips(workspace: Workspace) -> None:
     meta = BaseMeta(
-        path="bases/tiny",
         sha256="ab" * 32,
-        origin=None,
-        licence="apache-2.0",
+        origin=BaseOrigin(file="/models/tiny.gguf", package="tailorlm-tiny", version="1.0"),
+        license="apache-2.0",
         dtype="bfloat16",
         architecture="LlamaForCausalLM",
         parameters=2_000_000,

@@ -129,17 +129,36 @@ class ModelMeta(Meta):
     evaluation: str | None = Field(None, description="The run's latest evaluation id, if any.")
 
 
+class BaseOrigin(BaseModel):
+    """Where an imported base model came from: a file, and the installed package that shipped it, if any."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str | None = Field(None, description="The GGUF file imported (or how its parts were joined).")
+    package: str | None = Field(None, description="The installed package that shipped it.")
+    version: str | None = Field(None, description="That package's version.")
+
+
 class BaseMeta(Meta):
-    """An imported base model."""
+    """An imported base model: a GGUF file converted to a model directory (the row's `path`)."""
 
     kind: ClassVar[Kind] = "base"
-    path: str = Field(description="Its folder in the workspace.")
-    sha256: str = Field(description="sha256 of the file (or folder) it was imported from.")
-    origin: str | None = Field(None, description="Where it came from: a file path or package name/version.")
-    licence: str | None = Field(None, description="Its licence, when known.")
-    dtype: str = Field(description="Weight dtype, e.g. bfloat16.")
-    architecture: str = Field(description="Model architecture, e.g. LlamaForCausalLM.")
+    sha256: str = Field(description="sha256 of the source file.")
+    origin: BaseOrigin | None = Field(None, description="Where it came from.")
+    license: str | None = Field(None, description="Its licence, when the file or package says.")
+    dtype: str = Field(description="Weight dtype of the model directory, e.g. bfloat16.")
+    architecture: str = Field(description="transformers class, e.g. LlamaForCausalLM.")
     parameters: int = Field(ge=0, description="Parameter count.")
+    model_type: str | None = None
+    vocab_size: int | None = None
+    chat_template: str | None = Field(None, description="Where the chat template comes from.")
+    eos_token: str | None = None
+    gguf_architecture: str | None = Field(None, description="The architecture the GGUF file names.")
+    gguf_name: str | None = None
+    quantization: list[str] = Field(default_factory=list, description="The GGUF file's tensor types.")
+    source_stat: dict[str, int] | None = Field(
+        None, description="Size and mtime of the source file when imported (to skip re-hashing it)."
+    )
 
 
 ArtifactMeta = DocumentMeta | DatasetMeta | RunMeta | EvaluationMeta | ModelMeta | BaseMeta
