@@ -143,7 +143,7 @@ def _register(
     artifact = workspace.registry.add(
         Artifact(id=f"base-{name}", kind="base", name=name, hash=digest, path=workspace.relative(final), meta=meta)
     )
-    workspace.audit.append("base.import", inputs=[origin.get("file")], outputs=[artifact.id], sha256=digest)
+    workspace.audit.append("base.import", inputs=[origin["file"]], outputs=[artifact.id], sha256=digest)
     say(f"imported base {name}: {facts['parameters'] / 1e6:.0f}M parameters, {dtype}, licence {licence or 'unknown'}")
     return artifact
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tailorlm.config import Project
 from tailorlm.evaluate.cache import GenerationCache
@@ -208,10 +208,10 @@ def _judge(
         for cand in suite.candidates:
             per_item: list[float | None] = []
             for case in cases:
-                result = next(judged)
-                point[(case.id, cand.name)] = result.score
-                rows[(case.id, cand.name)].setdefault("judge", {})["score"] = result.score
-                per_item.append(None if result.score is None else float(result.score))
+                judgement = next(judged)
+                point[(case.id, cand.name)] = judgement.score
+                rows[(case.id, cand.name)].setdefault("judge", {})["score"] = judgement.score
+                per_item.append(None if judgement.score is None else float(judgement.score))
             valid = [s for s in per_item if s is not None]
             scores[cand.name]["judge"] = Score(
                 sum(valid) / len(valid) if valid else float("nan"), bootstrap_mean_ci(valid), per_item, n=len(valid)
@@ -220,22 +220,23 @@ def _judge(
     win_rates: dict[str, dict[str, Any]] = {}
     for candidate in suite.finetuned():
         for baseline in suite.judge_pairs:
-            items = [
+            pairs = [
                 (q, a.text, b.text, c.expected, c.rubric)
                 for q, a, b, c in zip(questions, outputs[candidate.name], outputs[baseline], cases, strict=True)
             ]
-            judged_pairs = judge.compare_many(items, progress=progress)
+            judged_pairs = judge.compare_many(pairs, progress=progress)
             for case, pair in zip(cases, judged_pairs, strict=True):
                 verdicts[(case.id, candidate.name, baseline)] = pair.outcome
                 rows[(case.id, candidate.name)].setdefault("judge", {})[f"vs_{baseline}"] = pair.outcome
             rate = win_rate(judged_pairs)
             win_rates.setdefault(candidate.name, {})[baseline] = rate
             wins = [1.0 if p.outcome == "win" else 0.0 for p in judged_pairs]
+            rate_value = rate["value"] if rate["value"] is not None else float("nan")
             scores[candidate.name][f"{JUDGE_WIN}{baseline}"] = Score(
-                rate["value"] if rate["value"] is not None else float("nan"), bootstrap_mean_ci(wins), wins, n=len(wins)
+                rate_value, bootstrap_mean_ci(wins), cast("list[float | None]", wins), n=len(wins)
             )
     finetuned = suite.finetuned()
-    result = {
+    result: dict[str, Any] = {
         "endpoint": judge.config.endpoint,
         "model": judge.model,
         "requests": judge.requests,

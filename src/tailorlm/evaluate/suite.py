@@ -123,7 +123,7 @@ def resolve_dataset(
 
 
 def _labels(examples: Sequence[Example], cases: Sequence[EvalCase]) -> list[str]:
-    labels = {e.label or e.target for e in examples if e.is_chat}
+    labels: set[str | None] = {e.label or e.target for e in examples if e.is_chat}
     labels |= {c.label if c.label is not None else c.expected for c in cases}
     return sorted(label for label in labels if label)
 
