@@ -124,6 +124,8 @@ def test_rows_written_by_earlier_versions_read(workspace: Workspace) -> None:
         "evaluation",
         {"scores": {"run-1": {"rouge_l": 0.4}}, "gate": {"passed": False, "unmet": ["rouge_l 0.4 (needs >= 0.5)"]}},
     )
+    gate_of_another_version = {"passed": True, "verdict_note": "a key this version does not know"}
+    insert_raw(workspace, "eval-2", "evaluation", {"gates": {"run-1": gate_of_another_version}})
 
     document = workspace.registry.get("doc-1").meta_as(DocumentMeta)
     assert document.source_path is None and document.warnings == []
@@ -133,6 +135,16 @@ def test_rows_written_by_earlier_versions_read(workspace: Workspace) -> None:
     assert evaluation.gates is None and evaluation.gate_for("run-1") == GateVerdict(
         passed=False, unmet=["rouge_l 0.4 (needs >= 0.5)"]
     )
+    assert workspace.registry.get("eval-2").meta_as(EvaluationMeta).gate_for("run-1") == GateVerdict(passed=True)
+    with pytest.raises(MetaError, match=r"meta\.gates\.run-1\.verdict_note: Extra inputs are not permitted"):
+        Artifact(
+            id="eval-3",
+            kind="evaluation",
+            name="x",
+            hash="h",
+            path="p",
+            meta={"gates": {"run-1": gate_of_another_version}},
+        )
 
 
 def test_a_damaged_row_names_the_artifact_and_field(workspace: Workspace) -> None:

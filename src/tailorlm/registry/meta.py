@@ -14,7 +14,15 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Literal, Self, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    model_validator,
+)
 
 Kind = Literal["document", "dataset", "run", "evaluation", "model", "base"]
 """What an artifact is: ingested documents of one file, a dataset version, a training run, an evaluation,
@@ -31,10 +39,22 @@ class MetaError(ValueError):
     """An artifact's meta does not match its kind's model (a bug in the writer, or a damaged row)."""
 
 
-class Meta(BaseModel):
-    """Fields every kind shares."""
+class Strict(BaseModel):
+    """Refuses unknown keys when written; drops them when read back from the database (validation context
+    `{"stored": True}`), so rows from other versions still read."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _known_keys_when_stored(cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Any:
+        if isinstance(data, dict) and info.context and info.context.get("stored"):
+            data = {key: value for key, value in data.items() if key in cls.model_fields}
+        return handler(data)
+
+
+class Meta(Strict):
+    """Fields every kind shares."""
 
     kind: ClassVar[Kind]
     error: str | None = Field(None, description="Why making the artifact failed, when it did.")
@@ -84,10 +104,8 @@ class RunMeta(Meta):
     )
 
 
-class GateVerdict(BaseModel):
+class GateVerdict(Strict):
     """An evaluation gate's verdict on one candidate (see `tailorlm.evaluate.gate.GateResult`)."""
-
-    model_config = ConfigDict(extra="forbid")
 
     passed: bool
     unmet: list[str] = Field(default_factory=list, description="One line per unmet objective.")
@@ -129,10 +147,8 @@ class ModelMeta(Meta):
     evaluation: str | None = Field(None, description="The run's latest evaluation id, if any.")
 
 
-class BaseOrigin(BaseModel):
+class BaseOrigin(Strict):
     """Where an imported base model came from: a file, and the installed package that shipped it, if any."""
-
-    model_config = ConfigDict(extra="forbid")
 
     file: str | None = Field(None, description="The GGUF file imported (or how its parts were joined).")
     package: str | None = Field(None, description="The installed package that shipped it.")
@@ -200,10 +216,8 @@ def parse_meta(
         if not isinstance(data, model):
             raise MetaError(f"{where or 'artifact'}: a {kind} takes {model.__name__}, not {type(data).__name__}")
         data = data.model_dump(warnings=False)  # a bad value is reported by the validation below
-    if stored:
-        data = {key: value for key, value in data.items() if key in model.model_fields}
     try:
-        return model.model_validate(data)
+        return model.model_validate(data, context={"stored": stored})
     except ValidationError as error:
         problems = "; ".join(
             f"meta.{'.'.join(str(part) for part in e['loc'])}: {e['msg']}" for e in error.errors(include_url=False)
