@@ -32,12 +32,13 @@ demo: install $(VENV)/.demo-model  ## the quickstart: SmolLM2-135M-Instruct fine
 test: install $(VENV)/.real-models  ## every test: unit, integration and the real-model tier
 	$(PY) -m pytest -q
 
-check: install lint  ## lint and the fast unit tests
-	$(PY) -m pytest -q -m "not integration"
+check: install lint  ## lint and the unit tier (no integration, real-model or GPU tests)
+	$(PY) -m pytest -q -m "not integration and not real_model and not gpu"
 
-lint: install
+lint: install  ## ruff (with docstring rules), the format check, and mypy on src/ (configured in pyproject.toml)
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format src tests benchmarks

@@ -19,6 +19,21 @@ OFFLINE_ENV = {
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`gpu` tests run where CUDA is, and are skipped with the reason elsewhere (torch is imported only
+    when some are collected)."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu_tests:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is False")
+    for item in gpu_tests:
+        item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _isolated(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test touches the network or the user's home: offline variables and a temp HOME."""
@@ -80,57 +95,6 @@ def workspace(tmp_path: Path):
     ws.close()
 
 
-def make_chat_examples(n: int = 40):
-    """Small, learnable chat examples: each question has one fixed answer."""
-    from tailorlm.formats.examples import Example
-
-    answers = [
-        "Your order has shipped and will arrive within three business days.",
-        "Please restart the hub, then hold the pairing button for five seconds.",
-        "Refunds are issued to the original payment method within ten days.",
-        "The Acme Thermo T5 supports heat pumps, boilers and two-stage systems.",
-    ]
-    questions = [
-        "Where is my order?",
-        "How do I pair the hub?",
-        "When do I get my refund?",
-        "Does T5 fit my boiler?",
-    ]
-    return [
-        Example.chat(
-            system="You are Acme support.",
-            user=f"{questions[i % 4]} (ticket {i})",
-            assistant=answers[i % 4],
-            source=f"doc-{i}",
-        )
-        for i in range(n)
-    ]
-
-
-def register_dataset(ws, examples, *, name: str = "tiny", val: int = 4, test: int = 4):
-    """Write examples as a dataset artifact (train/val/test) the way `prepare` does."""
-    from tailorlm.registry import Artifact
-    from tailorlm.workspace import atomic_write_jsonl, sha256_tree
-
-    version = ws.next_version("dataset", name)
-    final = ws.dataset_dir(name, version)
-    splits = {"val": examples[:val], "test": examples[val : val + test], "train": examples[val + test :]}
-    with ws.staging(final) as staging:
-        for split, rows in splits.items():
-            atomic_write_jsonl(staging / f"{split}.jsonl", [e.to_json() for e in rows])
-    return ws.registry.add(
-        Artifact(
-            id=f"dataset-{name}-{version}",
-            kind="dataset",
-            name=name,
-            version=version,
-            hash=sha256_tree(final),
-            path=ws.relative(final),
-            meta={"counts": {k: len(v) for k, v in splits.items()}},
-        )
-    )
-
-
 @pytest.fixture
 def tiny_project(tiny_model_dir: Path, tmp_path: Path):
     """A project on the tiny model whose dataset is registered by the test."""
@@ -154,42 +118,28 @@ def tiny_project(tiny_model_dir: Path, tmp_path: Path):
     )
 
 
-def train_registered(ws, model_dir: Path, *names: str, learning_rate: float = 3e-2, max_steps: int = 12) -> str:
-    """Train one LoRA run on the tiny model and register it under each name; returns the run id. The
-    high learning rate makes the adapter change the answers, so parity checks mean something."""
-    from tailorlm.config import parse_project
-    from tailorlm.register import register
-    from tailorlm.train import train
-
-    register_dataset(ws, make_chat_examples(40))
-    project = parse_project(
-        {
-            "project": "tiny",
-            "base_model": str(model_dir),
-            "system_prompt": "You are Acme support.",
-            "train": {
-                "method": "lora",
-                "max_steps": max_steps,
-                "batch_size": 4,
-                "learning_rate": learning_rate,
-                "logging_steps": 2,
-                "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
-            },
-        },
-        root=ws.root,
-    )
-    run_id = train(ws, project).run.id
-    for index, name in enumerate(names):
-        register(ws, run_id, name=name, system_prompt="You are Acme support." if index == 0 else None)
-    return run_id
-
-
 @pytest.fixture(scope="module")
 def one_torch_thread():
     """The tiny model gains nothing from threads, and on a busy 2-core machine they make it ~8x slower."""
-    import torch
+    from helpers.serve import single_torch_thread
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    with single_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def judge_server(tiny_model_dir: Path):
+    """`tailorlm.serve` on a free loopback port serving the tiny model, recording every chat request:
+    yields (base URL ending in /v1, the recorder). For the judge and OpenAI-compatible endpoint tests."""
+    from helpers.serve import RecordingMiddleware, ServerThread
+    from tailorlm.serve.app import create_app
+    from tailorlm.serve.engine import Engine
+    from tailorlm.serve.limits import Limits
+
+    engine = Engine(tiny_model_dir, device="cpu", max_batch_size=8)
+    recorder = RecordingMiddleware(create_app(engine, auth=None, limits=Limits(max_tokens_cap=8), request_log=None))
+    try:
+        with ServerThread(recorder) as server:
+            yield f"{server.url}/v1", recorder
+    finally:
+        engine.close()

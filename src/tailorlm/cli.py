@@ -21,6 +21,7 @@ from rich.table import Table
 
 from tailorlm import offline
 from tailorlm.pipeline import table_of
+from tailorlm.registry import BaseMeta, BaseOrigin, DatasetMeta, DocumentMeta, ModelMeta, RunMeta
 
 app = typer.Typer(
     help="Fine-tune open LLMs on your company's own data, on your own machines.",
@@ -237,7 +238,7 @@ def train(
 
         imported = import_dataset(ws, data, project=proj, skip_invalid=skip_invalid)
         dataset = imported.id
-        if skipped := imported.meta.get("skipped", {}).get("dataset: invalid line"):
+        if skipped := imported.meta_as(DatasetMeta).skipped.get("dataset: invalid line"):
             console.print(f"[yellow]skipped {skipped} invalid line(s) of {data} (recorded in the dataset card)[/]")
     try:
         result = run_train(ws, proj, dataset=dataset, resume=resume, force=force)  # type: ignore[arg-type]
@@ -459,21 +460,21 @@ def base_list(
     ws = _workspace(workspace)
     bases = list_bases(ws)
     if json_output:
-        rows = [{"name": a.name, "path": str(ws.path_of(a)), **a.meta} for a in bases]
+        rows = [{"name": a.name, "path": str(ws.path_of(a)), **a.meta.model_dump(mode="json")} for a in bases]
         console.print_json(json.dumps(rows, default=str))
         return
     table = Table("name", "parameters", "dtype", "licence", "origin", "sha256", box=None)
     for artifact in bases:
-        meta = artifact.meta
-        origin = meta.get("origin", {})
-        where = f"{origin['package']} {origin.get('version', '')}" if origin.get("package") else origin.get("file", "")
+        meta = artifact.meta_as(BaseMeta)
+        origin = meta.origin or BaseOrigin()
+        where = f"{origin.package} {origin.version or ''}" if origin.package else origin.file or ""
         table.add_row(
             artifact.name,
-            f"{meta.get('parameters', 0) / 1e6:.0f}M",
-            str(meta.get("dtype", "")),
-            str(meta.get("license") or "unknown"),
+            f"{meta.parameters / 1e6:.0f}M",
+            meta.dtype,
+            meta.license or "unknown",
             where,
-            str(meta.get("sha256", ""))[:16],
+            meta.sha256[:16],
         )
     console.print(table if bases else "No base models yet: `tailorlm base import FILE.gguf`.")
 
@@ -488,12 +489,13 @@ def runs(workspace: WorkspaceOption = None) -> None:
     ws = _workspace(workspace)
     table = Table("run", "status", "method", "dataset", "train loss", "val loss", "created")
     for run in ws.registry.find("run"):
-        metrics = run.meta.get("metrics", {})
+        meta = run.meta_as(RunMeta)
+        metrics = meta.metrics
         table.add_row(
             run.id,
             run.status,
-            run.meta.get("method", ""),
-            run.meta.get("dataset", ""),
+            meta.method,
+            meta.dataset,
             _fmt(metrics.get("train_loss")),
             _fmt(metrics.get("eval_loss")),
             run.created_at,
@@ -514,13 +516,13 @@ def models(ctx: typer.Context, workspace: WorkspaceOption = None) -> None:
     ws = _workspace(workspace)
     table = Table("model", "run", "method", "base model", "evaluation", "created")
     for model in ws.registry.find("model"):
-        meta = model.meta
+        meta = model.meta_as(ModelMeta)
         table.add_row(
             f"{model.name}@{model.version}",
-            meta.get("run", ""),
-            meta.get("method", ""),
-            str(meta.get("base_model", "")),
-            meta.get("evaluation") or "",
+            meta.run,
+            meta.method,
+            meta.base_model,
+            meta.evaluation or "",
             model.created_at,
         )
     console.print(table)
@@ -556,7 +558,7 @@ def lineage(
     )
     table = Table("kind", "id", "name", "hash")
     for item in [start, *ws.registry.lineage(start.id)]:
-        label = item.meta.get("source_path", item.name) if item.kind == "document" else item.name
+        label = item.meta.source_path or item.name if isinstance(item.meta, DocumentMeta) else item.name
         table.add_row(item.kind, item.id, str(label), item.hash[:16])
     console.print(table)
 
@@ -626,7 +628,7 @@ def data_show(
     if card.exists():
         console.print(Markdown(card.read_text(encoding="utf-8")))
     else:
-        console.print_json(json.dumps(artifact.meta, default=str))
+        console.print_json(artifact.meta.model_dump_json())
 
 
 @data_app.command("import")
@@ -647,8 +649,9 @@ def data_import(
 
     ws = _workspace(workspace)
     artifact = import_dataset(ws, file, project=_project(ws, project), name=name, skip_invalid=skip_invalid)
-    console.print(f"Imported [bold]{artifact.name}@{artifact.version}[/]: {artifact.meta.get('counts')}")
-    if skipped := artifact.meta.get("skipped", {}).get("dataset: invalid line"):
+    meta = artifact.meta_as(DatasetMeta)
+    console.print(f"Imported [bold]{artifact.name}@{artifact.version}[/]: {meta.counts}")
+    if skipped := meta.skipped.get("dataset: invalid line"):
         console.print(f"[yellow]skipped {skipped} invalid line(s) (recorded in the dataset card)[/]")
 
 

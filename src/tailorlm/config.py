@@ -160,9 +160,16 @@ class JudgeSettings(Settings):
     )
 
 
+Baseline = Literal["base", "few_shot", "rag"]
+
+
+def _base_only() -> list[Baseline]:
+    return ["base"]
+
+
 class EvaluateSettings(Settings):
-    baselines: list[Literal["base", "few_shot", "rag"]] = Field(
-        default_factory=lambda: ["base"], description="Candidates compared with the fine-tuned model."
+    baselines: list[Baseline] = Field(
+        default_factory=_base_only, description="Candidates compared with the fine-tuned model."
     )
     metrics: list[str] | None = Field(None, description="Metric names (default: by task).")
     objectives: dict[str, float | Literal["beats_baselines"]] = Field(

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.config import LoraSettings
+from tailorlm.registry import ModelMeta, RunMeta
 from tailorlm.workspace import NotFound, Workspace
 
 WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
@@ -169,24 +170,24 @@ def resolve_model(workspace: Workspace, reference: str | None = None) -> ModelRe
         run = workspace.registry.get(reference)
         if run.status != "complete":
             raise NotFound(f"run {reference} is {run.status}, not complete: it has no model to load")
-        run_dir = workspace.path_of(run)
+        run_meta = run.meta_as(RunMeta)
         return ModelRef(
             name=run.id,
             version=None,
             run_id=run.id,
-            base_model=Path(run.meta["base_model"]),
-            artifact_dir=run_dir / run.meta.get("artifact", "adapter"),
-            method=run.meta.get("method", ""),
+            base_model=Path(run_meta.base_model),
+            artifact_dir=workspace.path_of(run) / run_meta.artifact,
+            method=run_meta.method,
             system_prompt=None,
         )
     model = workspace.resolve("model", reference)
-    description = model.meta
+    description = model.meta_as(ModelMeta)
     return ModelRef(
         name=model.name,
         version=model.version,
-        run_id=description["run"],
-        base_model=Path(description["base_model"]),
-        artifact_dir=workspace.root / description["artifact"],
-        method=description.get("method", ""),
-        system_prompt=description.get("system_prompt"),
+        run_id=description.run,
+        base_model=Path(description.base_model),
+        artifact_dir=workspace.root / description.artifact,
+        method=description.method,
+        system_prompt=description.system_prompt,
     )

@@ -87,5 +87,5 @@ def enforce(allow_hosts: Iterable[str] = ()) -> None:
         os.environ[key] = value
     allow(allow_hosts)
     if not _installed:
-        socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+        socket.socket.connect = _guarded_connect  # type: ignore[method-assign, assignment]
         _installed = True

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tailorlm.config import Project
+from tailorlm.registry import ModelMeta
 from tailorlm.workspace import Workspace
 
 
@@ -62,7 +63,7 @@ def run_project(
     say("[bold]4/4 register[/]")
     model = None
     name = register_name or project.project
-    existing = [m for m in workspace.registry.find("model", name=name) if m.meta.get("run") == trained.run.id]
+    existing = [m for m in workspace.registry.find("model", name=name) if m.meta_as(ModelMeta).run == trained.run.id]
     if existing and not force:
         model = existing[0]
         say(f"    {model.name}@{model.version} already points at this run")

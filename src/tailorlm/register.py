@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tailorlm.registry import Artifact
+from tailorlm.registry import Artifact, DocumentMeta, EvaluationMeta, ModelMeta, RunMeta
 from tailorlm.workspace import Workspace, atomic_write_json, atomic_write_text, read_jsonl
 
 
@@ -30,10 +30,9 @@ def register(
     unless `force` (which is recorded in the audit log with the user)."""
     run_artifact = workspace.resolve("run", run)
     evaluation = latest_evaluation(workspace, run_artifact.id)
-    meta = evaluation.meta if evaluation else {}
-    gate = (meta.get("gates") or {}).get(run_artifact.id) or meta.get("gate") or {}  # per run when several compared
-    if gate and not gate.get("passed", True):
-        unmet = ", ".join(gate.get("unmet", [])) or "objectives"
+    gate = evaluation.meta_as(EvaluationMeta).gate_for(run_artifact.id) if evaluation else None
+    if evaluation is not None and gate is not None and not gate.passed:
+        unmet = ", ".join(gate.unmet) or "objectives"
         if not force:
             raise GateFailed(
                 f"run {run_artifact.id} failed the gate in {evaluation.id} ({unmet}); improve it, or pass "
@@ -43,21 +42,22 @@ def register(
     version = workspace.next_version("model", name)
     final = workspace.model_dir(name, version)
     run_dir = workspace.path_of(run_artifact)
-    artifact_dir = run_dir / run_artifact.meta.get("artifact", "adapter")
-    description = {
-        "name": name,
-        "version": version,
-        "run": run_artifact.id,
-        "artifact": workspace.relative(artifact_dir),
-        "base_model": run_artifact.meta.get("base_model"),
-        "method": run_artifact.meta.get("method"),
-        "dataset": run_artifact.meta.get("dataset"),
-        "hash": run_artifact.hash,
-        "system_prompt": system_prompt,
-        "evaluation": evaluation.id if evaluation else None,
-    }
+    run_meta = run_artifact.meta_as(RunMeta)
+    artifact_dir = run_dir / run_meta.artifact
+    description = ModelMeta(
+        name=name,
+        version=version,
+        run=run_artifact.id,
+        artifact=workspace.relative(artifact_dir),
+        base_model=run_meta.base_model,
+        method=run_meta.method,
+        dataset=run_meta.dataset,
+        hash=run_artifact.hash,
+        system_prompt=system_prompt,
+        evaluation=evaluation.id if evaluation else None,
+    )
     with workspace.staging(final) as staging:
-        atomic_write_json(staging / "model.json", description)
+        atomic_write_json(staging / "model.json", description.model_dump(exclude={"error"}))
         atomic_write_text(staging / "MODEL_CARD.md", model_card(workspace, description, run_artifact, evaluation))
     parents = [run_artifact.id] + ([evaluation.id] if evaluation else [])
     artifact = workspace.registry.add(
@@ -76,33 +76,32 @@ def register(
     return artifact
 
 
-def model_card(workspace: Workspace, description: dict[str, Any], run: Artifact, evaluation: Artifact | None) -> str:
+def model_card(workspace: Workspace, description: ModelMeta, run: Artifact, evaluation: Artifact | None) -> str:
+    """The MODEL_CARD.md of a registered model: lineage back to the source files, training, evaluation."""
     lines = [
-        f"# {description['name']} {description['version']}",
+        f"# {description.name} {description.version}",
         "",
-        f"Fine-tuned from `{description['base_model']}` with **{description['method']}** by TailorLM.",
+        f"Fine-tuned from `{description.base_model}` with **{description.method}** by TailorLM.",
         "",
         "## Lineage",
         "",
         f"- run: `{run.id}` (artifact hash `{run.hash[:16]}`)",
-        f"- dataset: `{description['dataset']}`",
+        f"- dataset: `{description.dataset}`",
     ]
     for ancestor in workspace.registry.lineage(run.id):
-        if ancestor.kind == "document":
-            lines.append(
-                f"- source file: `{ancestor.meta.get('source_path', ancestor.name)}` (sha256 {ancestor.hash[:16]})"
-            )
+        if isinstance(ancestor.meta, DocumentMeta):
+            lines.append(f"- source file: `{ancestor.meta.source_path or ancestor.name}` (sha256 {ancestor.hash[:16]})")
     lines += ["", "## Training", ""]
-    for key, value in sorted(run.meta.get("metrics", {}).items()):
+    for key, value in sorted(run.meta_as(RunMeta).metrics.items()):
         lines.append(f"- {key}: {value:.4g}" if isinstance(value, float) else f"- {key}: {value}")
     if evaluation:
+        evaluated = evaluation.meta_as(EvaluationMeta)
         lines += ["", "## Evaluation", "", f"Evaluation `{evaluation.id}`:", ""]
-        for candidate, scores in evaluation.meta.get("scores", {}).items():
+        for candidate, scores in evaluated.scores.items():
             shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, float))
             lines.append(f"- {candidate}: {shown}")
-        gate = evaluation.meta.get("gate")
-        if gate:
-            lines.append(f"- gate: {'passed' if gate.get('passed') else 'FAILED'}")
+        if evaluated.gate:
+            lines.append(f"- gate: {'passed' if evaluated.gate.passed else 'FAILED'}")
     lines += [
         "",
         "## Intended use and limits",

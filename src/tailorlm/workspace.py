@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.audit import AuditLog
-from tailorlm.registry import Artifact, Registry
+from tailorlm.registry import Artifact, Kind, Registry
 
 DEFAULT_WORKSPACE = "tailorlm-workspace"
 PROJECT_FILE = "tailorlm.yaml"
@@ -180,11 +180,11 @@ class Workspace:
                 shutil.rmtree(temp, ignore_errors=True)
 
     # registry look-ups ------------------------------------------------------------------------
-    def next_version(self, kind: str, name: str) -> str:
+    def next_version(self, kind: Kind, name: str) -> str:
         versions = [a.version for a in self.registry.find(kind, name=name) if a.version and a.version[1:].isdigit()]
         return f"v{max((int(v[1:]) for v in versions), default=0) + 1}"
 
-    def resolve(self, kind: str, reference: str | None = None) -> Artifact:
+    def resolve(self, kind: Kind, reference: str | None = None) -> Artifact:
         """Find an artifact by id, `name@version`, `name` (latest complete) or, with None, the latest."""
         registry = self.registry
         if reference is None:
@@ -204,7 +204,7 @@ class Workspace:
             raise NotFound(f"no {kind} matches {reference or '(latest)'}; known: {shown}")
         return found[0]
 
-    def find_complete(self, kind: str, key: str) -> Artifact | None:
+    def find_complete(self, kind: Kind, key: str) -> Artifact | None:
         """The newest complete artifact built from the same inputs and settings (for skipping)."""
         for artifact in self.registry.find(kind, key=key, status="complete"):
             if self.path_of(artifact).exists():

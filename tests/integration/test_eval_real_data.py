@@ -14,6 +14,7 @@ from tailorlm.config import parse_project
 from tailorlm.evaluate import compare, evaluate
 from tailorlm.ingest import ingest
 from tailorlm.prepare import prepare
+from tailorlm.registry import EvaluationMeta
 from tailorlm.workspace import Workspace, read_jsonl
 
 pytestmark = pytest.mark.integration
@@ -108,7 +109,7 @@ def test_faq_chat_finetuned_against_baselines(
     run = train(workspace, project).run
     first = evaluate(workspace, project, run=run.id, gate=True)
     assert first.gate is not None and not first.gate.passed  # a tiny model does not reach ROUGE-L 0.5
-    assert first.evaluation.meta["gate"]["passed"] is False
+    assert first.evaluation.meta_as(EvaluationMeta).gate.passed is False
     names = [c["name"] for c in first.summary["candidates"]]
     assert names == ["base", "few_shot", "rag", "finetuned", "finetuned+rag"]
     assert first.summary["loss"]["finetuned"]["perplexity"] > 1

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import train_registered
+from helpers.data import train_registered
 from tailorlm.export import export
 from tailorlm.export.parity import llama_cpp_available
 from tailorlm.workspace import Workspace

@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from tests.unit.serve_fixtures import ServerThread, one_torch_thread
 
+from helpers.serve import ServerThread, single_torch_thread
 from tailorlm.modeling import resolve_model
 from tailorlm.serve.app import create_app
 from tailorlm.serve.auth import KeyStore, create_key
@@ -36,7 +36,7 @@ CHECKS = [
 def fuzz_server(tmp_path_factory, tiny_model_dir):
     workspace = Workspace(tmp_path_factory.mktemp("fuzz-ws"))
     _, admin = create_key(workspace, "admin", name="fuzz")
-    with one_torch_thread():
+    with single_torch_thread():
         engine = Engine(tiny_model_dir, max_queue=64, threads=1)
         app = create_app(
             engine,

@@ -10,8 +10,8 @@ import subprocess
 import sys
 
 import pytest
-from tests.unit.serve_fixtures import openai_client, trained_workspace_root
 
+from helpers.serve import openai_client, trained_workspace_root
 from tailorlm.serve import deploy, wait_until_healthy
 from tailorlm.serve.auth import create_key
 from tailorlm.workspace import Workspace

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from tailorlm.bases import BaseModelError, import_base, list_bases, resolve_base
+from tailorlm.registry import BaseMeta, BaseOrigin
 from tailorlm.workspace import Workspace
 
 
@@ -57,9 +58,10 @@ def test_import_converts_once_and_records_origin(tiny_gguf: Path, tiny_model_dir
     folder = ws.path_of(base)
     assert base.kind == "base" and base.name == "tiny-llama.f32"
     assert (folder / "config.json").is_file() and list(folder.glob("*.safetensors"))
-    assert base.meta["sha256"] == base.hash and len(base.hash) == 64
-    assert base.meta["origin"] == {"file": str(tiny_gguf.resolve())}
-    assert base.meta["dtype"] == "float32" and base.meta["gguf_architecture"] == "llama"
+    meta = base.meta_as(BaseMeta)
+    assert meta.sha256 == base.hash and len(base.hash) == 64
+    assert meta.origin == BaseOrigin(file=str(tiny_gguf.resolve()))
+    assert meta.dtype == "float32" and meta.gguf_architecture == "llama"
     # f32 GGUF → the same weights: same greedy tokens as the model it was exported from.
     assert _greedy(folder) == _greedy(tiny_model_dir)
     again = import_base(ws, tiny_gguf)

@@ -12,7 +12,7 @@ import yaml
 from tailorlm import offline
 from tailorlm.config import ConfigError, Project, load_project, parse_project, reference_markdown
 from tailorlm.project_template import project_template
-from tailorlm.registry import Artifact
+from tailorlm.registry import Artifact, DatasetMeta, DocumentMeta, RunMeta
 from tailorlm.workspace import Workspace, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -83,12 +83,26 @@ def test_relative_paths_resolve_against_the_project_folder(tmp_path):
 def test_registry_migrations_and_lineage(tmp_path):
     ws = Workspace(tmp_path / "ws")
     assert ws.registry.schema_version >= 1
-    ws.registry.add(Artifact(id="doc-1", kind="document", name="a.md", hash="h1", path="documents/h1.jsonl"))
     ws.registry.add(
-        Artifact(id="dataset-x-v1", kind="dataset", name="x", version="v1", hash="h2", path="datasets/x/v1"),
+        Artifact(id="doc-1", kind="document", name="a.md", hash="h1", path="documents/h1.jsonl", meta=DocumentMeta())
+    )
+    ws.registry.add(
+        Artifact(
+            id="dataset-x-v1",
+            kind="dataset",
+            name="x",
+            version="v1",
+            hash="h2",
+            path="datasets/x/v1",
+            meta=DatasetMeta(),
+        ),
         parents=["doc-1"],
     )
-    ws.registry.add(Artifact(id="run-1", kind="run", name="x", hash="h3", path="runs/run-1"), parents=["dataset-x-v1"])
+    run_meta = RunMeta(method="lora", base_model="models/base", dataset="dataset-x-v1")
+    ws.registry.add(
+        Artifact(id="run-1", kind="run", name="x", hash="h3", path="runs/run-1", meta=run_meta),
+        parents=["dataset-x-v1"],
+    )
     assert [a.id for a in ws.registry.lineage("run-1")] == ["dataset-x-v1", "doc-1"]
     assert ws.resolve("dataset", "x@v1").id == "dataset-x-v1" and ws.next_version("dataset", "x") == "v2"
     ws.close()

@@ -10,6 +10,7 @@ import pytest
 from tailorlm.dataset_import import import_dataset
 from tailorlm.dataset_splits import load_examples
 from tailorlm.prepare import PrepareError
+from tailorlm.registry import DatasetMeta
 
 
 def write(path, rows):
@@ -29,7 +30,7 @@ def test_import_then_train(tiny_project, workspace, tmp_path):
 
     path = write(tmp_path / "alpaca.jsonl", rows(30))
     dataset = import_dataset(workspace, path, project=tiny_project)
-    assert sum(dataset.meta["counts"].values()) == 30
+    assert sum(dataset.meta_as(DatasetMeta).counts.values()) == 30
     assert load_examples(workspace, dataset.id, "train")[0].messages[-1].role == "assistant"
     tiny_project.train.max_steps = 2
     result = train(workspace, tiny_project, dataset=dataset.id)
@@ -47,7 +48,7 @@ def test_bad_line_refuses_the_file_and_names_it(tiny_project, workspace, tmp_pat
 def test_skip_invalid_counts_what_was_skipped(tiny_project, workspace, tmp_path):
     path = write(tmp_path / "mixed.jsonl", [*rows(10), "{broken"])
     dataset = import_dataset(workspace, path, project=tiny_project, skip_invalid=True)
-    assert dataset.meta["skipped"]["dataset: invalid line"] == 1
-    assert sum(dataset.meta["counts"].values()) == 10
+    assert dataset.meta_as(DatasetMeta).skipped["dataset: invalid line"] == 1
+    assert sum(dataset.meta_as(DatasetMeta).counts.values()) == 10
     card = (workspace.path_of(dataset) / "card.md").read_text()
     assert "invalid line" in card

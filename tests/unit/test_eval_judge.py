@@ -6,15 +6,11 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from tests.unit.serve_fixtures import RecordingMiddleware
 
+from helpers.serve import RecordingMiddleware
 from tailorlm.evaluate.cases import EvalError
 from tailorlm.evaluate.judge import (
     Judge,
@@ -100,89 +96,6 @@ def test_agreement_with_people(tmp_path: Path) -> None:
 
 
 # --- the protocol against a real server ----------------------------------------------------------
-
-
-def minimal_app(model_dir: Path) -> Any:
-    """A minimal OpenAI-compatible app serving the tiny model with transformers (used while
-    `tailorlm.serve` can't be imported): /v1/models and non-streaming /v1/chat/completions."""
-    import torch
-    from fastapi import FastAPI
-    from transformers import AutoModelForCausalLM
-
-    from tailorlm.formats.templates import render
-    from tailorlm.modeling import load_tokenizer
-
-    tokenizer = load_tokenizer(model_dir)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True).eval()
-    lock = threading.Lock()
-    app = FastAPI()
-
-    @app.get("/v1/models")
-    def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": "tiny", "object": "model", "created": 0, "owned_by": "test"}]}
-
-    @app.post("/v1/chat/completions")
-    def chat(body: dict[str, Any]) -> dict[str, Any]:
-        prompt = render(tokenizer, body["messages"], add_generation_prompt=True)
-        ids = tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
-        with lock, torch.inference_mode():
-            out = model.generate(
-                **ids,
-                max_new_tokens=min(body.get("max_tokens") or 8, 8),
-                do_sample=False,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        new = out[0, ids["input_ids"].shape[1] :]
-        text = tokenizer.decode(new, skip_special_tokens=True)
-        return {
-            "id": "x",
-            "object": "chat.completion",
-            "created": 0,
-            "model": "tiny",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {
-                "prompt_tokens": ids["input_ids"].shape[1],
-                "completion_tokens": len(new),
-                "total_tokens": ids["input_ids"].shape[1] + len(new),
-            },
-        }
-
-    return app
-
-
-@pytest.fixture(scope="module")
-def judge_server(tiny_model_dir: Path) -> Iterator[tuple[str, RecordingMiddleware]]:
-    """`tailorlm.serve` (or, while it can't be imported, `minimal_app`) on a free loopback port,
-    serving the tiny model."""
-    import uvicorn
-
-    engine = None
-    try:
-        from tailorlm.serve.app import create_app
-        from tailorlm.serve.engine import Engine
-        from tailorlm.serve.limits import Limits
-    except ImportError:
-        app = minimal_app(tiny_model_dir)
-    else:
-        engine = Engine(tiny_model_dir, device="cpu", max_batch_size=8)
-        app = create_app(engine, auth=None, limits=Limits(max_tokens_cap=8), request_log=None)
-    recorder = RecordingMiddleware(app)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(recorder, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the local judge server did not start"
-    yield f"http://127.0.0.1:{port}/v1", recorder
-    server.should_exit = True
-    thread.join(timeout=10)
-    if engine is not None:
-        engine.close()
-    sock.close()
 
 
 def test_pairwise_asks_both_orders(judge_server: tuple[str, RecordingMiddleware]) -> None:

@@ -13,16 +13,15 @@ from typing import Any
 
 import pytest
 
-from conftest import make_chat_examples, register_dataset
+from helpers.data import make_chat_examples, register_dataset
 from tailorlm.config import EvaluateSettings, Project, parse_project
 from tailorlm.evaluate import EvalError, compare, evaluate, format_table, summary_table
 from tailorlm.formats.examples import Example
-from tailorlm.registry import Artifact
+from tailorlm.registry import Artifact, EvaluationMeta, GateVerdict, RunMeta
 from tailorlm.workspace import Workspace, read_jsonl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_eval_judge import judge_server  # noqa: F401  (the local judge server fixture)
-from tests.unit.serve_fixtures import RecordingMiddleware
+from helpers.serve import RecordingMiddleware
 
 EVALUATE = {"max_new_tokens": 6, "batch_size": 8, "baselines": ["base"]}
 
@@ -83,12 +82,12 @@ def test_evaluation_writes_report_results_and_registry(trained: tuple[Workspace,
     assert result.evaluation.status == "complete" and result.path == ws.eval_dir(result.evaluation.id)
     assert sorted(p.name for p in result.path.iterdir()) == ["report.html", "results.jsonl", "summary.json"]
     candidates = ["base", "few_shot", "rag", "finetuned", "finetuned+rag"]
-    meta = result.evaluation.meta
-    assert meta["candidates"] == candidates
-    assert meta["gate"] == {"passed": True, "unmet": []} and result.gate and result.gate.passed
-    assert set(meta["scores"]) == set(candidates)
-    assert {"rouge_l", "exact_match", "pass_rate", "perplexity"} <= set(meta["scores"]["finetuned"])
-    assert {p.id for p in ws.registry.parents(result.evaluation.id)} == {run.id, run.meta["dataset"]}
+    meta = result.evaluation.meta_as(EvaluationMeta)
+    assert meta.candidates == candidates
+    assert meta.gate == GateVerdict(passed=True, unmet=[]) and result.gate and result.gate.passed
+    assert set(meta.scores) == set(candidates)
+    assert {"rouge_l", "exact_match", "pass_rate", "perplexity"} <= set(meta.scores["finetuned"])
+    assert {p.id for p in ws.registry.parents(result.evaluation.id)} == {run.id, run.meta_as(RunMeta).dataset}
     assert result.evaluation.name == "tiny" and result.evaluation.key
     audit = [json.loads(line) for line in (ws.root / "audit.jsonl").read_text().splitlines()]
     assert audit[-1]["action"] == "evaluate" and audit[-1]["outputs"] == [result.evaluation.id]
@@ -129,10 +128,10 @@ def test_gate_fails_and_register_refuses(trained: tuple[Workspace, Project, Arti
     result = evaluate(ws, project, run=run.id, gate=True)
     assert result.gate is not None and not result.gate.passed
     assert result.evaluation.status == "complete"  # a failed gate is a verdict, not an error
-    gate = result.evaluation.meta["gate"]
-    assert gate["passed"] is False and len(gate["unmet"]) == 2
-    assert gate["unmet"][0].startswith("rouge_l ") and "needs >= 0.99" in gate["unmet"][0]
-    assert "needs <= 1" in gate["unmet"][1]
+    gate = result.evaluation.meta_as(EvaluationMeta).gate
+    assert gate is not None and gate.passed is False and len(gate.unmet) == 2
+    assert gate.unmet[0].startswith("rouge_l ") and "needs >= 0.99" in gate.unmet[0]
+    assert "needs <= 1" in gate.unmet[1]
     with pytest.raises(GateFailed, match="failed the gate"):
         register(ws, run.id, name="tiny-model")
 
@@ -237,7 +236,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
             name="tiny",
             hash="x",
             path="runs/run-without-model",
-            meta={"base_model": str(project.base_model), "dataset": run.meta["dataset"]},
+            meta=RunMeta(method="lora", base_model=str(project.base_model), dataset=run.meta_as(RunMeta).dataset),
         )
     )
     with pytest.raises(EvalError, match=r"run run-without-model has no model: .* is missing"):
@@ -250,7 +249,7 @@ def test_bad_input_is_a_clear_error_and_writes_nothing(
             hash="x",
             path="runs/run-failed",
             status="failed",
-            meta={"base_model": str(project.base_model)},
+            meta={"method": "lora", "base_model": str(project.base_model), "dataset": "none"},
         )
     )
     with pytest.raises(EvalError, match="run run-failed is failed, not complete"):
@@ -273,7 +272,7 @@ def test_an_error_while_running_marks_the_evaluation_failed(
     with pytest.raises(RuntimeError, match="disk full"):
         evaluate(ws, project, run=run.id)
     latest = ws.registry.find("evaluation")[0]
-    assert latest.status == "failed" and latest.meta["error"] == "disk full"
+    assert latest.status == "failed" and latest.meta.error == "disk full"
     assert snapshot(ws)[1] == before  # no folder, complete or not
 
 
@@ -314,7 +313,7 @@ def test_classification_baseline_only(tiny_model_dir: Path, workspace: Workspace
 
 def test_judge_and_endpoint_candidates_against_a_local_server(
     trained: tuple[Workspace, Project, Artifact],
-    judge_server: tuple[str, RecordingMiddleware],  # noqa: F811
+    judge_server: tuple[str, RecordingMiddleware],
 ) -> None:
     ws, project, run = trained
     url, recorder = judge_server

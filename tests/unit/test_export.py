@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import train_registered
+from helpers.data import train_registered
 from tailorlm.export import REPORT_FILE, ExportError, export
 from tailorlm.registry import Artifact
 from tailorlm.workspace import Workspace

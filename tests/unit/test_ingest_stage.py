@@ -11,6 +11,7 @@ import pytest
 from tailorlm.documents import Document, FileResult, IngestReport, load_documents
 from tailorlm.ingest import ingest
 from tailorlm.ingest.readers import READERS, reader
+from tailorlm.registry import DocumentMeta
 from tailorlm.workspace import NotFound, read_jsonl, sha256_file
 
 
@@ -59,13 +60,9 @@ def test_ingest_folders_and_files(workspace, tmp_path):
         "complete",
     )
     assert artifact.path == f"documents/{faq.sha256}.jsonl"
-    assert artifact.meta == {
-        "source_path": str(root / "faq.csv"),
-        "reader": "csv",
-        "documents": 2,
-        "bytes": (root / "faq.csv").stat().st_size,
-        "warnings": [],
-    }
+    assert artifact.meta == DocumentMeta(
+        source_path=str(root / "faq.csv"), reader="csv", documents=2, bytes=(root / "faq.csv").stat().st_size
+    )
     assert len(workspace.registry.find("document")) == 5
 
     [event] = workspace.audit.events()
@@ -172,7 +169,7 @@ def test_partial_files_keep_their_warnings(workspace, tmp_path):
     [result] = ingest(workspace, [tmp_path / "t.csv"]).files
     assert (result.status, result.documents, result.error) == ("partial", 2, None)
     assert result.warnings == ["t.csv line 3 (row 2): 1 fields, the header has 2 — row skipped"]
-    assert workspace.registry.get(f"doc-{result.sha256[:16]}").meta["warnings"] == result.warnings
+    assert workspace.registry.get(f"doc-{result.sha256[:16]}").meta_as(DocumentMeta).warnings == result.warnings
     assert workspace.audit.events()[-1]["details"]["partial"] == [{"path": result.path, "warnings": result.warnings}]
     [again] = ingest(workspace, [tmp_path / "t.csv"]).files
     assert (again.status, again.warnings) == ("unchanged", result.warnings)

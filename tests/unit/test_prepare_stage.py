@@ -15,6 +15,7 @@ from tailorlm.config import Project, parse_project
 from tailorlm.dataset_splits import load_split
 from tailorlm.ingest import ingest
 from tailorlm.prepare import PrepareError, prepare
+from tailorlm.registry import DatasetMeta
 from tailorlm.workspace import sha256_file
 
 ACME = Path(__file__).resolve().parents[2] / "examples" / "acme"
@@ -257,7 +258,7 @@ def test_chat_dataset_written_registered_and_carded(workspace, company, tiny_mod
 
     # Registry and lineage: the dataset's parents are the document artifacts; the audit has the event.
     stored = workspace.registry.get(result.dataset.id)
-    assert stored.key == result.dataset.key and stored.meta["counts"] == result.counts
+    assert stored.key == result.dataset.key and stored.meta_as(DatasetMeta).counts == result.counts
     parents = workspace.registry.parents(result.dataset.id)
     assert parents and {p.kind for p in parents} == {"document"}
     assert any(e["action"] == "prepare" and result.dataset.id in e["outputs"] for e in workspace.audit.events())
@@ -313,7 +314,7 @@ def test_classify_dataset_is_stratified(workspace, company, tiny_model_dir):
     for split in SPLITS:
         assert all(result.card["labels"][label][split] >= 1 for label in TICKETS), split
     assert result.card["split"]["stratified"] is True
-    assert result.dataset.meta["labels"] == sorted(TICKETS)
+    assert result.dataset.meta_as(DatasetMeta).labels == sorted(TICKETS)
     assert "one of: billing, shipping, technical." in examples[0].input_text
 
 

@@ -12,8 +12,8 @@ import time
 import httpx2
 import openai
 import pytest
-from tests.unit.serve_fixtures import ServerThread, one_torch_thread, openai_client, trained_workspace_root
 
+from helpers.serve import ServerThread, openai_client, single_torch_thread, trained_workspace_root
 from tailorlm.modeling import resolve_model
 from tailorlm.serve import DeployError, ServeError, deploy, serve
 from tailorlm.serve.app import create_app
@@ -49,7 +49,7 @@ def served(tmp_path_factory, tiny_model_dir):
         "chat": create_key(workspace, "chat", name="bot")[1],
         "acme-only": create_key(workspace, "chat", models=["acme"], name="acme bot")[1],
     }
-    with one_torch_thread():
+    with single_torch_thread():
         engine = Engine(tiny_model_dir, max_batch_size=8, max_queue=32, threads=1)
         engine.load("acme", resolve_model(workspace, "acme"))
         log = RequestLog(workspace, log_texts=True)

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.unit.serve_fixtures import one_torch_thread, trained_workspace_root
 
+from helpers.serve import single_torch_thread, trained_workspace_root
 from tailorlm.modeling import ModelRef, resolve_model
 from tailorlm.serve.engine import (
     AdapterConflict,
@@ -34,7 +34,7 @@ def serve_workspace(tmp_path_factory, tiny_model_dir):
 
 @pytest.fixture(scope="module")
 def engine(serve_workspace, tiny_model_dir):
-    with one_torch_thread():
+    with single_torch_thread():
         engine = Engine(tiny_model_dir, max_batch_size=8, max_queue=16, threads=1)
         engine.load("acme", resolve_model(serve_workspace, "acme"))
         yield engine
@@ -177,7 +177,7 @@ def test_cancelled_request_stops_generating(engine):
 
 
 def test_full_queue_is_refused(tiny_model_dir):
-    with one_torch_thread():
+    with single_torch_thread():
         engine = Engine(tiny_model_dir, max_batch_size=1, max_queue=1, threads=1)
         try:
             ids = engine.chat_prompt(engine.get("base"), [{"role": "user", "content": "Hi"}])
@@ -221,7 +221,7 @@ def test_adapter_loads_while_another_request_generates(engine, serve_workspace):
 
 
 def test_last_adapter_unloaded_gives_back_the_plain_base(tiny_model_dir, serve_workspace):
-    with one_torch_thread():
+    with single_torch_thread():
         engine = Engine(tiny_model_dir, threads=1)
         try:
             ids = chat_ids(engine, "base", "Hello")

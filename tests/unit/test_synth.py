@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.serve_fixtures import RecordingMiddleware, ServerThread, one_torch_thread
 
+from helpers.serve import RecordingMiddleware, ServerThread, single_torch_thread
 from tailorlm.config import Project, parse_project
 from tailorlm.dataset_splits import load_split
 from tailorlm.ingest import ingest
@@ -209,7 +209,7 @@ def teacher(tiny_model_dir: Path) -> Iterator[tuple[str, Recorder]]:
     from tailorlm.serve.engine import Engine
     from tailorlm.serve.limits import Limits
 
-    with one_torch_thread():
+    with single_torch_thread():
         engine = Engine(tiny_model_dir, device="cpu", max_batch_size=4, threads=1)
         recorder = Recorder(create_app(engine, auth=None, limits=Limits(max_tokens_cap=8), request_log=None))
         try:

@@ -10,29 +10,14 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from conftest import make_chat_examples, register_dataset
+from helpers.data import make_chat_examples, register_dataset
+from helpers.train import losses, project_for
 from tailorlm.config import ConfigError, parse_project
 from tailorlm.modeling import ModelDirError, add_adapters, load_base_model
+from tailorlm.registry import RunMeta
 from tailorlm.train import TrainError, train
 from tailorlm.train.data import EmptyDatasetError
 from tailorlm.train.plan import auto_epochs
-
-
-def project_for(model_dir: Path, root: Path, **train_settings):
-    settings = {
-        "max_steps": 60,
-        "batch_size": 4,
-        "learning_rate": 1e-2,
-        "logging_steps": 5,
-        "warmup_ratio": 0.0,
-        "lora": {"r": 16, "alpha": 32, "dropout": 0.0},
-    }
-    settings.update(train_settings)
-    return parse_project({"project": "tiny", "base_model": str(model_dir), "train": settings}, root=root)
-
-
-def losses(result) -> list[float]:
-    return [row["loss"] for row in result.metrics_rows() if "loss" in row]
 
 
 @pytest.mark.parametrize("method", ["lora", "dora", "qlora", "full"])
@@ -197,7 +182,7 @@ def test_long_sequences_are_truncated_and_counted(tiny_model_dir, workspace, tmp
     register_dataset(workspace, [*make_chat_examples(16), long_answer])
     result = train(workspace, project_for(tiny_model_dir, tmp_path, max_length=128, max_steps=2))
     assert result.data["train"]["truncated"] == 1
-    assert result.run.meta["data"]["train"]["truncated"] == 1
+    assert result.run.meta_as(RunMeta).data["train"]["truncated"] == 1
 
 
 @pytest.mark.parametrize(

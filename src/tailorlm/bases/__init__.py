@@ -21,7 +21,7 @@ from typing import Any
 from tailorlm.bases.gguf import DTYPES, BaseModelError, convert_gguf, read_gguf_info
 from tailorlm.bases.packages import PACKAGED, PackagedModel, installed_version, join_parts, locate, owning_package
 from tailorlm.config import Project
-from tailorlm.registry import Artifact
+from tailorlm.registry import Artifact, BaseMeta, BaseOrigin
 from tailorlm.workspace import Workspace, sha256_file
 
 __all__ = [
@@ -106,19 +106,22 @@ def _register(
     _check_name(name)
     stat = path.stat()
     stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    source = BaseOrigin.model_validate(origin)
     for existing in workspace.registry.find("base", name=name, status="complete"):
-        unchanged = existing.meta.get("origin") == origin and existing.meta.get("source_stat") == stamp
-        if unchanged and existing.meta.get("dtype") == dtype and workspace.path_of(existing).is_dir():
+        known = existing.meta_as(BaseMeta)
+        unchanged = known.origin == source and known.source_stat == stamp
+        if unchanged and known.dtype == dtype and workspace.path_of(existing).is_dir():
             return existing  # the same file, untouched since it was imported: no need to hash it again
     say(f"hashing {path.name} ({stat.st_size / 1e6:.0f} MB)")
     digest = sha256_file(path)
     for existing in workspace.registry.find("base", name=name):
-        if existing.meta.get("sha256") == digest and existing.meta.get("dtype") == dtype:
+        known = existing.meta_as(BaseMeta)
+        if known.sha256 == digest and known.dtype == dtype:
             if workspace.path_of(existing).is_dir():
                 say(f"base {name} is already imported from this file ({digest[:12]}): nothing to do")
                 return existing
         elif existing.status == "complete":
-            other = str(existing.meta.get("sha256", "?"))[:12]
+            other = known.sha256[:12]
             raise BaseModelError(
                 f"a base named {name!r} already exists from another file ({other}…); choose another --name"
             )
@@ -126,21 +129,21 @@ def _register(
     say(f"converting {info.architecture} GGUF ({', '.join(info.file_types)}) to a {dtype} model directory")
     with workspace.staging(final) as staging:
         facts = convert_gguf(path, staging, dtype=dtype)
-    meta = {
-        "sha256": digest,
-        "origin": origin,
-        "license": licence,
-        "dtype": dtype,
-        "gguf_architecture": info.architecture,
-        "gguf_name": info.name,
-        "quantization": info.file_types,
-        "source_stat": stamp,
+    meta = BaseMeta(
+        sha256=digest,
+        origin=source,
+        license=licence,
+        dtype=dtype,
+        gguf_architecture=info.architecture,
+        gguf_name=info.name,
+        quantization=info.file_types,
+        source_stat=stamp,
         **facts,
-    }
+    )
     artifact = workspace.registry.add(
         Artifact(id=f"base-{name}", kind="base", name=name, hash=digest, path=workspace.relative(final), meta=meta)
     )
-    workspace.audit.append("base.import", inputs=[origin.get("file")], outputs=[artifact.id], sha256=digest)
+    workspace.audit.append("base.import", inputs=[origin["file"]], outputs=[artifact.id], sha256=digest)
     say(f"imported base {name}: {facts['parameters'] / 1e6:.0f}M parameters, {dtype}, licence {licence or 'unknown'}")
     return artifact
 

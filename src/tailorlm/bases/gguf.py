@@ -119,7 +119,7 @@ def _can_dequantize(type_name: str) -> bool:
 
 @contextmanager
 def _no_tqdm() -> Iterator[None]:
-    """transformers' per-tensor tqdm bars are noise in our output (and \\r-garbage in a log)."""
+    r"""transformers' per-tensor tqdm bars are noise in our output (and \r-garbage in a log)."""
     from transformers.utils import logging as hf_logging
 
     previous = os.environ.get("TQDM_DISABLE")

@@ -72,11 +72,11 @@ def diagnose(
             errors.append("invalid_json")
         elif case.expected:
             gold_json = parse_json_output(case.expected)
-            gold = flatten(gold_json[0]) if gold_json else {}
+            gold_fields = flatten(gold_json[0]) if gold_json else {}
             guess = flatten(parsed[0])
-            if any(path not in guess for path in gold):
+            if any(path not in guess for path in gold_fields):
                 errors.append("missing_field")
-            if any(path in guess and guess[path] != value for path, value in gold.items()):
+            if any(path in guess and guess[path] != value for path, value in gold_fields.items()):
                 errors.append("wrong_value")
         if scores.get("schema_valid") == 0.0 and parsed is not None:
             errors.append("schema_invalid")
@@ -207,10 +207,10 @@ def suggestions(analysis: dict[str, Any], totals_by_label: Counter[Any]) -> list
                 f"fields that {verb} most often: {top}: add examples where these are present and hard to find."
             )
     for group, noun in (("by_source", "source"), ("by_tag", "tag")):
-        top = next(iter(analysis[group].items()), None)
-        if top and top[1]["count"] >= max(2, analysis["failed"] // 3):
+        largest = next(iter(analysis[group].items()), None)
+        if largest and largest[1]["count"] >= max(2, analysis["failed"] // 3):
             advice.append(
-                f"{top[1]['count']} of {analysis['failed']} failures share the {noun} '{top[0]}': add "
+                f"{largest[1]['count']} of {analysis['failed']} failures share the {noun} '{largest[0]}': add "
                 f"more examples like it."
             )
     return advice

@@ -258,11 +258,11 @@ def check_gate(
                 else:
                     margins.append(margin(name, mine, theirs, baseline))
             passed = bool(margins) and all(m.passed for m in margins)
-            checks.append(GateCheck(name, None, value, ci, up, passed, margins))  # type: ignore[arg-type]
+            checks.append(GateCheck(name, None, value, ci, up, passed, margins))
             continue
         threshold = float(objective)
         passed = value is not None and (value >= threshold if up else value <= threshold)
-        checks.append(GateCheck(name, threshold, value, ci, up, passed))  # type: ignore[arg-type]
+        checks.append(GateCheck(name, threshold, value, ci, up, passed))
     unmet = [line for c in checks for line in c.problems()]
     return GateResult(passed=not unmet, unmet=unmet, checks=checks, candidate=candidate)
 

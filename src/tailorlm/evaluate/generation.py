@@ -15,7 +15,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tailorlm.evaluate.cache import GenerationCache, cache_key
 from tailorlm.formats.examples import Example
@@ -86,7 +86,7 @@ class LocalModel:
             (self.artifact_dir / name).is_file()
             for name in ("tokenizer.json", "tokenizer.model", "tokenizer_config.json")
         )
-        self.tokenizer = load_tokenizer(self.artifact_dir if has_tokenizer else self.base_model)
+        self.tokenizer = load_tokenizer(self.artifact_dir if has_tokenizer and self.artifact_dir else self.base_model)
         self.device, self.dtype = _device_and_dtype()
         self._model: Any = None
         self.stops = stop_strings(self.tokenizer)
@@ -249,16 +249,16 @@ class LocalModel:
         todo = [i for i, k in enumerate(keys) if k and k not in found]
         if todo:
             computed = self._compute_losses(
-                [examples[i] for i in todo],
-                max_length,  # type: ignore[misc]
+                cast("list[Example]", [examples[i] for i in todo]),  # a key means an example
+                max_length,
                 max(1, batch_size // 2),
                 progress,
             )
-            new = {keys[i]: value for i, value in zip(todo, computed, strict=True)}
+            new = {cast(str, keys[i]): value for i, value in zip(todo, computed, strict=True)}
             if cache is not None:
                 cache.put_many(new.items())
             found.update(new)
-        return [tuple(found[k]) if k else None for k in keys]  # type: ignore[misc]
+        return [tuple(found[k]) if k else None for k in keys]
 
     def _compute_losses(
         self, examples: list[Example], max_length: int, batch_size: int, progress: Progress | None

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tailorlm.config import Project
 from tailorlm.evaluate.cache import GenerationCache
@@ -29,7 +29,7 @@ from tailorlm.evaluate.scoring import JUDGE_WIN, Score, compact_details, compare
 from tailorlm.evaluate.stats import bootstrap_mean_ci
 from tailorlm.evaluate.suite import LOSS_TASKS, Suite, plan_suite
 from tailorlm.offline import enforce
-from tailorlm.registry import Artifact
+from tailorlm.registry import Artifact, EvaluationMeta
 from tailorlm.workspace import Workspace, new_id, sha256_file
 
 Progress = Callable[[str, int, int], None]
@@ -97,13 +97,13 @@ def evaluate(
     eval_id = new_id("eval")
     final = workspace.eval_dir(eval_id)
     parents = [r.id for r in suite.runs] + ([suite.dataset.id] if suite.dataset else [])
-    meta: dict[str, Any] = {
-        "candidates": [c.name for c in suite.candidates],
-        "task": suite.task,
-        "cases": len(suite.cases),
-        "runs": [r.id for r in suite.runs],
-        "dataset": suite.dataset.id if suite.dataset else None,
-    }
+    meta = EvaluationMeta(
+        candidates=[c.name for c in suite.candidates],
+        task=suite.task,
+        cases=len(suite.cases),
+        runs=[r.id for r in suite.runs],
+        dataset=suite.dataset.id if suite.dataset else None,
+    )
     workspace.registry.add(
         Artifact(
             id=eval_id,
@@ -121,25 +121,25 @@ def evaluate(
     try:
         summary, rows, gate_result = _run(suite, project, cache, progress, eval_id)
         write_evaluation(workspace, final, summary, rows)
-        meta = {
-            **meta,
-            "scores": flat_scores(summary["scores"]),
-            "gate": {"passed": gate_result.passed, "unmet": gate_result.unmet} if gate_result else None,
-            "gates": summary.get("gates"),
-        }
+        meta = meta.replace(
+            scores=flat_scores(summary["scores"]),
+            gate={"passed": gate_result.passed, "unmet": gate_result.unmet} if gate_result else None,
+            gates=summary.get("gates"),
+        )
         artifact = workspace.registry.update(
             eval_id, status="complete", hash=sha256_file(final / "results.jsonl"), meta=meta
         )
     except BaseException as error:
         status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-        workspace.registry.update(eval_id, status=status, meta={**meta, "error": str(error)})
+        workspace.registry.update(eval_id, status=status, meta=meta.replace(error=str(error)))
         workspace.audit.append(f"evaluate.{status}", inputs=parents, outputs=[eval_id], error=str(error))
         raise
     finally:
         cache.close()
         suite.close()
+    verdict = meta.gate.model_dump(include={"passed", "unmet"}) if meta.gate else None
     workspace.audit.append(
-        "evaluate", inputs=parents, outputs=[eval_id], hash=artifact.hash, gate=meta["gate"], cases=len(suite.cases)
+        "evaluate", inputs=parents, outputs=[eval_id], hash=artifact.hash, gate=verdict, cases=len(suite.cases)
     )
     return EvaluationResult(artifact, final, summary, gate_result)
 
@@ -208,10 +208,10 @@ def _judge(
         for cand in suite.candidates:
             per_item: list[float | None] = []
             for case in cases:
-                result = next(judged)
-                point[(case.id, cand.name)] = result.score
-                rows[(case.id, cand.name)].setdefault("judge", {})["score"] = result.score
-                per_item.append(None if result.score is None else float(result.score))
+                judgement = next(judged)
+                point[(case.id, cand.name)] = judgement.score
+                rows[(case.id, cand.name)].setdefault("judge", {})["score"] = judgement.score
+                per_item.append(None if judgement.score is None else float(judgement.score))
             valid = [s for s in per_item if s is not None]
             scores[cand.name]["judge"] = Score(
                 sum(valid) / len(valid) if valid else float("nan"), bootstrap_mean_ci(valid), per_item, n=len(valid)
@@ -220,22 +220,23 @@ def _judge(
     win_rates: dict[str, dict[str, Any]] = {}
     for candidate in suite.finetuned():
         for baseline in suite.judge_pairs:
-            items = [
+            pairs = [
                 (q, a.text, b.text, c.expected, c.rubric)
                 for q, a, b, c in zip(questions, outputs[candidate.name], outputs[baseline], cases, strict=True)
             ]
-            judged_pairs = judge.compare_many(items, progress=progress)
+            judged_pairs = judge.compare_many(pairs, progress=progress)
             for case, pair in zip(cases, judged_pairs, strict=True):
                 verdicts[(case.id, candidate.name, baseline)] = pair.outcome
                 rows[(case.id, candidate.name)].setdefault("judge", {})[f"vs_{baseline}"] = pair.outcome
             rate = win_rate(judged_pairs)
             win_rates.setdefault(candidate.name, {})[baseline] = rate
             wins = [1.0 if p.outcome == "win" else 0.0 for p in judged_pairs]
+            rate_value = rate["value"] if rate["value"] is not None else float("nan")
             scores[candidate.name][f"{JUDGE_WIN}{baseline}"] = Score(
-                rate["value"] if rate["value"] is not None else float("nan"), bootstrap_mean_ci(wins), wins, n=len(wins)
+                rate_value, bootstrap_mean_ci(wins), cast("list[float | None]", wins), n=len(wins)
             )
     finetuned = suite.finetuned()
-    result = {
+    result: dict[str, Any] = {
         "endpoint": judge.config.endpoint,
         "model": judge.model,
         "requests": judge.requests,

@@ -35,7 +35,7 @@ from tailorlm.evaluate.judge import Judge, JudgeConfig, load_human_labels
 from tailorlm.evaluate.metrics import get_metric
 from tailorlm.evaluate.scoring import JUDGE_WIN, select_metrics
 from tailorlm.formats.examples import Example
-from tailorlm.registry import Artifact
+from tailorlm.registry import Artifact, RunMeta
 from tailorlm.workspace import NotFound, Workspace, sha256_file, stable_hash
 
 LOSS_TASKS = ("chat", "generate")
@@ -88,7 +88,7 @@ def resolve_runs(workspace: Workspace, refs: Sequence[str], dataset: Artifact | 
         complete = [
             r
             for r in workspace.registry.find("run", status="complete")
-            if dataset is None or r.meta.get("dataset") == dataset.id
+            if dataset is None or r.meta_as(RunMeta).dataset == dataset.id
         ]
         refs = [complete[0].id] if complete else []
     resolved = []
@@ -113,8 +113,8 @@ def resolve_dataset(
 ) -> Artifact | None:
     """The first run's dataset, else the project's latest; None when only a cases file is evaluated."""
     try:
-        if runs and runs[0].meta.get("dataset"):
-            return workspace.registry.get(runs[0].meta["dataset"])
+        if runs and (dataset_id := runs[0].meta_as(RunMeta).dataset):
+            return workspace.registry.get(dataset_id)
         return workspace.resolve("dataset", project.dataset_name)
     except (NotFound, KeyError) as error:
         if has_cases_file:
@@ -123,7 +123,7 @@ def resolve_dataset(
 
 
 def _labels(examples: Sequence[Example], cases: Sequence[EvalCase]) -> list[str]:
-    labels = {e.label or e.target for e in examples if e.is_chat}
+    labels: set[str | None] = {e.label or e.target for e in examples if e.is_chat}
     labels |= {c.label if c.label is not None else c.expected for c in cases}
     return sorted(label for label in labels if label)
 

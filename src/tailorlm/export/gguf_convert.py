@@ -207,6 +207,7 @@ def _tensors(model_dir: Path) -> Iterator[tuple[str, np.ndarray]]:
 def _add_tensor(writer: Any, name: str, data: np.ndarray, outtype: str, counts: dict[str, int]) -> None:
     import gguf
 
+    array: np.ndarray
     # As llama.cpp: 1-D tensors and norms stay F32 (its kernels expect that), the rest take the file type.
     if data.ndim <= 1 or name.endswith("_norm.weight") or outtype == "f32":
         qtype, array = gguf.GGMLQuantizationType.F32, data.astype(np.float32)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.formats.templates import render
+from tailorlm.registry import RunMeta
 from tailorlm.workspace import Workspace, read_jsonl
 
 GENERIC_PROMPTS = ("Hello! What can you help me with?", "Summarise what you do in one sentence.")
@@ -37,7 +38,7 @@ def parity_messages(
     conversations: list[list[dict[str, str]]] = []
     try:
         run = workspace.registry.get(run_id)
-        dataset = workspace.registry.get(run.meta["dataset"])
+        dataset = workspace.registry.get(run.meta_as(RunMeta).dataset)
     except KeyError:
         dataset = None
     if dataset is not None:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from tailorlm.export import ExportContext, ExportError, load_model_ref, target
 from tailorlm.modeling import ModelRef
+from tailorlm.registry import ModelMeta
 from tailorlm.workspace import atomic_write_json, atomic_write_text, sha256_file
 
 # vLLM accepts these values for --max-lora-rank; an adapter's rank is rounded up to the next one.
@@ -103,7 +104,7 @@ def _collect(context: ExportContext, primary: ModelRef, models: Sequence[str], s
     extra: dict[str, str] = {}  # same_base: the newest version of each other name (find() is newest first)
     if same_base:
         for artifact in context.workspace.registry.find("model", status="complete"):
-            if artifact.name != primary.name and Path(artifact.meta.get("base_model") or "") == primary.base_model:
+            if artifact.name != primary.name and Path(artifact.meta_as(ModelMeta).base_model) == primary.base_model:
                 extra.setdefault(artifact.name, f"{artifact.name}@{artifact.version}")
     adapters, seen = [primary], {(primary.name, primary.version)}
     for ref in [*refs, *extra.values()]:

@@ -36,7 +36,7 @@ from tailorlm.documents import Document, FileResult, IngestReport, ReadError
 from tailorlm.ingest import csv_table, docx, email_reader, html, jsonl, markdown, pdf, xlsx  # noqa: F401 (registers)
 from tailorlm.ingest.readers import READERS, Reader, reader_for
 from tailorlm.ingest.source import reading
-from tailorlm.registry import Artifact
+from tailorlm.registry import Artifact, DocumentMeta
 from tailorlm.workspace import Workspace, atomic_write_jsonl, sha256_file, stable_hash
 
 __all__ = ["ingest", "read_file"]
@@ -154,8 +154,8 @@ def _ingest_file(
     key = stable_hash({"reader": chosen.name, "options": reader_options, "tailorlm": _version()})
     artifact_id = f"doc-{sha[:16]}"
     if existing := _unchanged(workspace, artifact_id, sha, key):
-        meta = existing.meta
-        return FileResult(shown, "unchanged", sha, int(meta.get("documents", 0)), None, list(meta.get("warnings", [])))
+        meta = existing.meta_as(DocumentMeta)
+        return FileResult(shown, "unchanged", sha, meta.documents, None, list(meta.warnings))
 
     documents, warnings, reason = _read(chosen, path, sha, reader_options)
     if reason is not None:
@@ -173,13 +173,13 @@ def _ingest_file(
             hash=sha,
             path=workspace.relative(target),
             key=key,
-            meta={
-                "source_path": shown,
-                "reader": chosen.name,
-                "documents": len(documents),
-                "bytes": info.st_size,
-                "warnings": warnings,
-            },
+            meta=DocumentMeta(
+                source_path=shown,
+                reader=chosen.name,
+                documents=len(documents),
+                bytes=info.st_size,
+                warnings=warnings,
+            ),
         )
     )
     return FileResult(shown, "partial" if warnings else "ingested", sha, len(documents), None, warnings)

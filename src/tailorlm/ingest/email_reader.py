@@ -31,7 +31,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from tailorlm.documents import Document, ReadError
 from tailorlm.ingest.html import html_to_markdown
@@ -146,7 +146,7 @@ def read_email(path: Path, *, company_domains: Sequence[str] | None = None) -> I
     parser = BytesParser(policy=policy.default)
     messages: list[tuple[int, int, EmailMessage]] = []
     for position, (line, raw) in enumerate(parts, start=1):
-        message = cast(EmailMessage, parser.parsebytes(raw))  # policy.default builds EmailMessage
+        message = parser.parsebytes(raw)  # policy.default builds EmailMessage
         if not message.keys():
             if len(parts) == 1:
                 raise ReadError(f"not an e-mail: no headers found ({describe_start(data)})")

@@ -1,4 +1,4 @@
-"""Reads Markdown and plain-text files into one Document each, text kept as written.
+r"""Reads Markdown and plain-text files into one Document each, text kept as written.
 
 A leading YAML front-matter block (`---` ... `---`) is moved out of the text into
 `meta["front_matter"]`; the title is its `title`, else the first heading (`# ...` or an underlined

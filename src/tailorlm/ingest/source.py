@@ -179,7 +179,7 @@ def _detect_encoding(data: bytes) -> str | None:
 
 
 def decode_text(data: bytes) -> tuple[str, str]:
-    """Decode a text file's bytes: (text with "\\n" newlines and no BOM, encoding name).
+    r"""Decode a text file's bytes: (text with "\\n" newlines and no BOM, encoding name).
 
     Raises:
         ReadError: the bytes are binary, not text.

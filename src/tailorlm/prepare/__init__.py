@@ -36,7 +36,7 @@ from tailorlm.prepare.recipes.dataset import dataset_files
 from tailorlm.prepare.recipes.documents import Chunk, base_tokenizer, chunk_documents
 from tailorlm.prepare.recipes.email import email_threads
 from tailorlm.prepare.split import SplitError, contamination_report, split_examples, strip_shared_prefix
-from tailorlm.registry import Artifact
+from tailorlm.registry import Artifact, DatasetMeta
 from tailorlm.registry.store import now
 from tailorlm.workspace import (
     Workspace,
@@ -120,7 +120,7 @@ def prepare(
     if found is not None and not force:
         say(f"dataset {found.name}@{found.version} is up to date (inputs and settings unchanged)")
         path = workspace.path_of(found)
-        return PrepareResult(found, path, dict(found.meta.get("counts", {})), True, _read_card(path))
+        return PrepareResult(found, path, dict(found.meta_as(DatasetMeta).counts), True, _read_card(path))
 
     tokenizer = base_tokenizer(project.base_model)
     collected = _Collected(scrubber=Scrubber(project.prepare.pii, _ner_model(project)))
@@ -390,16 +390,16 @@ def _write(
 
     counts = {split: len(splits[split]) for split in SPLITS}
     parents = [document_id for item in inputs for document_id in item.document_ids]
-    meta = {
-        "counts": counts,
-        "skipped": dict(card_inputs.recipe_skips),
-        "task": project.task,
-        "format": card["format"],
-        "labels": sorted(card["labels"]),
-        "chunks": len(chunks),
-        "files": card_inputs.files,
-        "sources": [str(s.path) for s in project.sources],
-    }
+    meta = DatasetMeta(
+        counts=counts,
+        skipped=dict(card_inputs.recipe_skips),
+        task=project.task,
+        format=card["format"],
+        labels=sorted(card["labels"]),
+        chunks=len(chunks),
+        files=card_inputs.files,
+        sources=[str(s.path) for s in project.sources],
+    )
     artifact = Artifact(
         id=f"dataset-{name}-{version}",
         kind="dataset",

@@ -97,7 +97,7 @@ def _batch_shingle_hashes(texts: Sequence[str], shingle: int) -> list[np.ndarray
     starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     short = (lengths > 0) & (lengths < shingle)
     # Polynomial hash of every window of the concatenation, in wrapping uint64, folded to 32 bits.
-    hashes = np.zeros(max(len(codepoints) - shingle + 1, 0), dtype=np.uint64)
+    hashes: np.ndarray = np.zeros(max(len(codepoints) - shingle + 1, 0), dtype=np.uint64)
     for offset in range(shingle):
         hashes = hashes * np.uint64(0x100000001B3) + codepoints[offset : offset + len(hashes)]
     counts = np.where(lengths >= shingle, lengths - shingle + 1, 0)
@@ -107,7 +107,7 @@ def _batch_shingle_hashes(texts: Sequence[str], shingle: int) -> list[np.ndarray
     folded = (folded ^ (folded >> np.uint64(32))).astype(np.uint32)
     out = [folded[bounds[i] : bounds[i + 1]] for i in range(len(texts))]
     for i in np.flatnonzero(short):  # shorter than one shingle: the whole text is the shingle
-        whole = np.zeros(1, dtype=np.uint64)
+        whole: np.ndarray = np.zeros(1, dtype=np.uint64)
         for codepoint in codepoints[starts[i] : starts[i] + lengths[i]]:
             whole = whole * np.uint64(0x100000001B3) + codepoint
         out[i] = (whole ^ (whole >> np.uint64(32))).astype(np.uint32)

@@ -1,5 +1,39 @@
-"""The registry: a SQLite database (WAL) recording every artifact, its content hash and its parents."""
+"""The registry: a SQLite database (WAL) recording every artifact, its content hash, its parents, and a
+validated meta per kind (see `tailorlm.registry.meta`)."""
 
+from tailorlm.registry.meta import (
+    KINDS,
+    STATUSES,
+    ArtifactMeta,
+    BaseMeta,
+    BaseOrigin,
+    DatasetMeta,
+    DocumentMeta,
+    EvaluationMeta,
+    GateVerdict,
+    Kind,
+    MetaError,
+    ModelMeta,
+    RunMeta,
+    Status,
+)
 from tailorlm.registry.store import Artifact, Registry
 
-__all__ = ["Artifact", "Registry"]
+__all__ = [
+    "KINDS",
+    "STATUSES",
+    "Artifact",
+    "ArtifactMeta",
+    "BaseMeta",
+    "BaseOrigin",
+    "DatasetMeta",
+    "DocumentMeta",
+    "EvaluationMeta",
+    "GateVerdict",
+    "Kind",
+    "MetaError",
+    "ModelMeta",
+    "Registry",
+    "RunMeta",
+    "Status",
+]

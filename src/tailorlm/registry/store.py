@@ -11,34 +11,62 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tailorlm.registry.meta import (
+    META_MODELS,
+    ArtifactMeta,
+    Kind,
+    M,
+    MetaError,
+    Status,
+    check_kind,
+    check_status,
+    parse_meta,
+)
 from tailorlm.registry.migrations import all_migrations
-
-KINDS = ("document", "dataset", "run", "evaluation", "model")
 
 
 def now() -> str:
+    """The current UTC time, ISO 8601 to the second (the registry's timestamps)."""
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 @dataclass
 class Artifact:
-    """One row of the registry: a folder (or file) in the workspace with its content hash."""
+    """One row of the registry: a folder (or file) in the workspace with its content hash.
+
+    `meta` is the kind's model (`RunMeta` for a run, ...); a dict is validated into it, so a wrong field fails
+    here, naming it.
+    """
 
     id: str
-    kind: str
+    kind: Kind
     name: str
     hash: str
     path: str
-    status: str = "complete"
+    meta: ArtifactMeta
+    status: Status = "complete"
     version: str | None = None
     key: str | None = None
     created_at: str = field(default_factory=now)
-    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.kind = check_kind(self.kind)
+        self.status = check_status(self.status)
+        if not isinstance(self.meta, META_MODELS[self.kind]):  # a dict, or another kind's model
+            self.meta = parse_meta(self.kind, self.meta, where=self.id)
+
+    def meta_as(self, model: type[M]) -> M:
+        """The meta as the model the caller expects (`run.meta_as(RunMeta).base_model`); `MetaError` when
+        the artifact is another kind (e.g. a dataset id given where a run was expected)."""
+        if not isinstance(self.meta, model):
+            raise MetaError(f"{self.id} is a {self.kind}, not a {model.kind}")
+        return self.meta
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Artifact:
+        """The artifact of a stored row (rows from earlier versions read too)."""
         data = dict(row)
-        data["meta"] = json.loads(data["meta"] or "{}")
+        data["meta"] = parse_meta(data["kind"], json.loads(data["meta"] or "{}"), where=data["id"], stored=True)
         return cls(**data)
 
 
@@ -105,7 +133,7 @@ class Registry:
                     artifact.path,
                     artifact.status,
                     artifact.created_at,
-                    json.dumps(artifact.meta, default=str),
+                    _dump(parse_meta(artifact.kind, artifact.meta, where=artifact.id)),
                 ),
             )
             for parent in dict.fromkeys(parents):
@@ -116,9 +144,11 @@ class Registry:
         return artifact
 
     def update(self, artifact_id: str, **changes: Any) -> Artifact:
-        """Change some columns of a row (status, hash, meta...)."""
+        """Change some columns of a row (status, hash, meta...); a new status and meta are validated."""
+        if "status" in changes:
+            check_status(changes["status"])
         if "meta" in changes:
-            changes["meta"] = json.dumps(changes["meta"], default=str)
+            changes["meta"] = _dump(parse_meta(self.get(artifact_id).kind, changes["meta"], where=artifact_id))
         columns = ", ".join(f"{column} = ?" for column in changes)
         with self.transaction() as connection:
             connection.execute(f"UPDATE artifacts SET {columns} WHERE id = ?", (*changes.values(), artifact_id))
@@ -132,13 +162,13 @@ class Registry:
 
     def find(
         self,
-        kind: str | None = None,
+        kind: Kind | None = None,
         *,
         name: str | None = None,
         version: str | None = None,
         key: str | None = None,
         hash: str | None = None,
-        status: str | None = None,
+        status: Status | None = None,
     ) -> list[Artifact]:
         """Rows matching every given column, newest first."""
         clauses, parameters = [], []
@@ -184,3 +214,7 @@ class Registry:
                 seen[parent.id] = parent
             frontier = [p.id for p in parents]
         return list(seen.values())
+
+
+def _dump(meta: ArtifactMeta) -> str:
+    return json.dumps(meta.model_dump(mode="json"))

@@ -1,5 +1,6 @@
-"""API errors in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`, with the status codes
-the official `openai` client maps to its exceptions:
+"""API errors in OpenAI's shape, `{"error": {"message", "type", "param", "code"}}`.
+
+Each has a status code the official `openai` client maps to its exceptions:
 
 | status | when | client exception |
 |---|---|---|

@@ -215,7 +215,7 @@ class RowSampler(LogitsProcessor):
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if not self.sampling:
             return scores
-        scores = scores.clone()  # type: ignore[assignment]  # still a float tensor
+        scores = scores.clone()
         for index, row in enumerate(self.rows):
             if row.finished is None and row.job.params.temperature > 0:
                 token = row.sample(scores[index])
@@ -252,7 +252,7 @@ class BatchDecoder(StoppingCriteria):
         if not all(finished) and self.regroup is not None and self.regroup(self.steps):
             self.regrouping = True
             finished = [True] * len(self.rows)
-        return torch.tensor(finished, device=input_ids.device)  # type: ignore[return-value]  # a bool tensor
+        return torch.tensor(finished, device=input_ids.device)  # a bool tensor
 
 
 def generation_config(max_new_tokens: int, pad_token_id: int) -> GenerationConfig:

@@ -17,7 +17,7 @@ from tailorlm.bases import resolve_base
 from tailorlm.config import Project, TrainSettings
 from tailorlm.dataset_splits import load_split
 from tailorlm.modeling import check_model_dir, load_tokenizer
-from tailorlm.registry import Artifact
+from tailorlm.registry import Artifact, RunMeta
 from tailorlm.train.data import EmptyDatasetError, tokenize_split
 from tailorlm.train.plan import Plan, make_plan
 from tailorlm.workspace import (
@@ -80,8 +80,8 @@ def train(
     )
     if not force and (done := workspace.find_complete("run", key)):
         run_dir = workspace.path_of(done)
-        plan = Plan(**done.meta["plan"])
-        return TrainResult(done, run_dir, plan, done.meta.get("metrics", {}), done.meta.get("data", {}), True)
+        done_meta = done.meta_as(RunMeta)
+        return TrainResult(done, run_dir, Plan(**done_meta.plan), done_meta.metrics, done_meta.data, True)
 
     run_id = new_id("run")
     run_dir = workspace.run_dir(run_id)
@@ -154,13 +154,9 @@ def _run(
         )
     plan = make_plan(settings, len(train_split.rows))
     data = {"train": train_split.summary(), "val": val_split.summary()}
-    meta = {
-        "method": settings.method,
-        "base_model": str(base_model),
-        "dataset": dataset.id,
-        "plan": plan.to_json(),
-        "data": data,
-    }
+    meta = RunMeta(
+        method=settings.method, base_model=str(base_model), dataset=dataset.id, plan=plan.to_json(), data=data
+    )
     run = workspace.registry.add(
         Artifact(
             id=run_id,
@@ -198,18 +194,18 @@ def _run(
         workspace.audit.append("train.interrupted", outputs=[run_id])
         raise
     except BaseException as error:
-        workspace.registry.update(run_id, status="failed", meta={**meta, "error": str(error)})
+        workspace.registry.update(run_id, status="failed", meta=meta.replace(error=str(error)))
         workspace.audit.append("train.failed", outputs=[run_id], error=str(error))
         raise
     artifact_dir = run_dir / ("model" if settings.method == "full" else "adapter")
     metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    summary = {"id": run_id, "status": "complete", "artifact": artifact_dir.name, **meta, "metrics": metrics}
-    atomic_write_json(run_dir / "run.json", summary)
+    meta = meta.replace(metrics=metrics, artifact=artifact_dir.name)
+    atomic_write_json(run_dir / "run.json", {"id": run_id, "status": "complete", **meta.model_dump(exclude={"error"})})
     run = workspace.registry.update(
         run_id,
         status="complete",
         hash=sha256_tree(artifact_dir),
-        meta={**meta, "metrics": metrics, "artifact": artifact_dir.name},
+        meta=meta,
     )
     workspace.audit.append("train.complete", inputs=[dataset.id], outputs=[run_id], hash=run.hash)
     return TrainResult(run, run_dir, plan, metrics, data)

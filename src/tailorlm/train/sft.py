@@ -78,7 +78,7 @@ def fine_tune(
         model=model,
         args=arguments,
         train_dataset=ListDataset(train_split.rows),
-        eval_dataset=ListDataset(val_split.rows) if has_val else None,
+        eval_dataset=ListDataset(val_split.rows) if has_val and val_split is not None else None,
         data_collator=PadCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
         callbacks=[MetricsLogger(run_dir / "metrics.jsonl"), *(callbacks or [])],

@@ -67,9 +67,12 @@ class MetricResult:
 class Metric(Protocol):
     """What the runner, the report and the gate rely on."""
 
-    name: str
-    tasks: tuple[str, ...]
-    higher_is_better: bool
+    @property
+    def name(self) -> str: ...
+    @property
+    def tasks(self) -> tuple[str, ...]: ...
+    @property
+    def higher_is_better(self) -> bool: ...
 
     def __call__(self, predictions: Sequence[str], cases: Sequence[Case]) -> MetricResult: ...
 

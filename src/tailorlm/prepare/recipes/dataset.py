@@ -40,8 +40,8 @@ def dataset(documents: Sequence[Document], source: Source, project: Project) -> 
             result = read_examples(path, skip_invalid=source.skip_invalid)
         except DatasetError as error:
             raise RecipeError(str(error)) from None
-        for error in result.errors:  # only with source.skip_invalid; otherwise read_examples raised
-            yield Skipped("invalid line", error)
+        for problem in result.errors:  # only with source.skip_invalid; otherwise read_examples raised
+            yield Skipped("invalid line", problem)
         for number, example in enumerate(result.examples, start=1):
             if not example.source:
                 example.source = f"{_label(path, project)}#{number}"

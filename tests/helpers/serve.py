@@ -1,8 +1,6 @@
 """Shared pieces of the serve tests: a workspace with a trained, registered adapter (built once per
-session) and a real uvicorn server on a free loopback port, run in a thread.
-
-Import explicitly: `from tests.unit.serve_fixtures import ...` (the root conftest is the lead's).
-"""
+session), a real uvicorn server on a free loopback port run in a thread, the official client for it, and a
+middleware that records the requests it receives."""
 
 from __future__ import annotations
 
@@ -25,7 +23,7 @@ def trained_workspace_root(tmp_path_factory: Any, tiny_model_dir: Path) -> Path:
     (same weights, two names, for adapter management tests). Built once per test session."""
     if str(tiny_model_dir) in _trained:
         return _trained[str(tiny_model_dir)]
-    from conftest import train_registered
+    from helpers.data import train_registered
     from tailorlm.workspace import Workspace
 
     root = tmp_path_factory.mktemp("serve-ws")
@@ -39,7 +37,7 @@ def trained_workspace_root(tmp_path_factory: Any, tiny_model_dir: Path) -> Path:
 
 
 @contextmanager
-def one_torch_thread() -> Iterator[None]:
+def single_torch_thread() -> Iterator[None]:
     """Tests share 2 cores with other processes; one intra-op thread avoids oversubscription."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
