@@ -128,11 +128,11 @@ def gate_lines(summary: dict[str, Any]) -> str:
     gate = summary.get("gate") or {}
     out = [f"gate {'passed' if gate.get('passed') else 'failed'} on {gate.get('candidate', '?')}"]
     for check in gate.get("checks", []):
-        for versus in check.get("versus") or []:
-            ci = versus.get("ci") or [None, None]
+        for baseline, versus in (check.get("versus") or {}).items():
+            low, high = versus.get("ci") or (float("nan"), float("nan"))
             out.append(
-                f"  {check['metric']} vs {versus.get('baseline')}: {versus.get('difference', float('nan')):+.3f} "
-                f"[{ci[0] if ci[0] is None else f'{ci[0]:+.3f}'}, {ci[1] if ci[1] is None else f'{ci[1]:+.3f}'}]"
+                f"  {check['metric']} vs {baseline}: {versus['mean_diff']:+.3f} [{low:+.3f}, {high:+.3f}], "
+                f"wins/losses/ties {versus['wins']}/{versus['losses']}/{versus['ties']} of {versus['n']}"
             )
     return "\n".join(out)
 
