@@ -1,27 +1,35 @@
 """The `tailorlm` command: one thin function per verb — parse, call the library, print.
 
-Every command takes `--workspace` (default ./tailorlm-workspace or $TAILORLM_WORKSPACE) and, where it
-reads the project, `--project` (default: the workspace's tailorlm.yaml, else ./tailorlm.yaml). Errors
-the user can fix are printed in one line (the file or field named) with exit code 1; no traceback.
+Every command takes `--workspace` (default ./tailorlm-workspace or $TAILORLM_WORKSPACE; only `init`
+and `quickstart` create one) and, where it reads the project, `--project` (default: the workspace's
+tailorlm.yaml, else ./tailorlm.yaml). Options that mirror settings are built from the code: the export
+subcommands and their options from the export target registry, `serve`'s options from
+`config.ServeSettings`. Errors the user can fix (`tailorlm.errors.UserError`) print a message and a
+hint with exit code 1, never a traceback. Listing verbs take `--json`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import inspect
 import json
 import os
 import sys
-from collections.abc import Callable
+import typing
+from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
+from types import UnionType
 from typing import Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from tailorlm import offline
+from tailorlm.config import Method, ServeSettings
+from tailorlm.errors import UserError
+from tailorlm.output import console, err, print_error, print_json, print_table, show
 from tailorlm.pipeline import table_of
-from tailorlm.registry import BaseMeta, BaseOrigin, DatasetMeta, DocumentMeta, ModelMeta, RunMeta
 
 app = typer.Typer(
     help="Fine-tune open LLMs on your company's own data, on your own machines.",
@@ -37,18 +45,10 @@ export_app = typer.Typer(
 )
 models_app = typer.Typer(help="Registered models.", invoke_without_command=True)
 keys_app = typer.Typer(help="API keys for `tailorlm serve`.", no_args_is_help=True)
-base_app = typer.Typer(
-    help="Base models: import a GGUF file (Ollama, llama.cpp, a model package) once, list what is registered.",
-    no_args_is_help=True,
-)
 app.add_typer(data_app, name="data")
 app.add_typer(export_app, name="export")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
-app.add_typer(base_app, name="base")
-
-console = Console()
-err = Console(stderr=True)
 
 WorkspaceOption = Annotated[
     Path | None,
@@ -68,12 +68,41 @@ ProjectOption = Annotated[
         show_default=False,
     ),
 ]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts) instead of a table.")]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from tailorlm import __version__
+
+        try:
+            installed = version("tailorlm")
+        except PackageNotFoundError:
+            installed = __version__
+        console.print(f"tailorlm {installed}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Fine-tune open LLMs on your company's own data, on your own machines.
+
+    \b
+    Example:
+      tailorlm quickstart --workspace demo
+    """
+
+
 def command(function: F) -> F:
-    """Air-gap every verb and turn the library's user-facing errors into one red line and exit 1."""
+    """Air-gap every verb; a user's mistake becomes `error:` + `hint:` lines and exit 1, not a traceback."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -82,27 +111,32 @@ def command(function: F) -> F:
             return function(*args, **kwargs)
         except (typer.Exit, typer.Abort, KeyboardInterrupt):
             raise
+        except UserError as error:
+            print_error(error.message, error.hint)
+            raise typer.Exit(1) from None
         except (OSError, ValueError, LookupError, RuntimeError) as error:
             if not _is_user_error(error):
                 raise
-            err.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+            print_error(str(error))
             raise typer.Exit(1) from None
 
     return wrapper  # type: ignore[return-value]
 
 
 def _is_user_error(error: BaseException) -> bool:
-    return type(error).__module__.startswith("tailorlm") or isinstance(error, FileNotFoundError | PermissionError)
+    """Files that can't be read are the user's to fix; other library errors outside `UserError` too."""
+    return type(error).__module__.startswith("tailorlm") or isinstance(
+        error, FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError
+    )
 
 
-def _workspace(path: Path | None):
+def _workspace(path: Path | None, *, create: bool = False):
     from tailorlm.workspace import Workspace
 
-    return Workspace.open(path)
+    return Workspace.open(path, create=create)
 
 
-def _project(workspace, path: Path | None):
-    from tailorlm.bases import with_base_dir
+def _project(workspace, path: Path | None, *, required: bool = True):
     from tailorlm.config import ConfigError, load_project
 
     candidates = [path] if path else [workspace.project_file, Path("tailorlm.yaml")]
@@ -110,8 +144,84 @@ def _project(workspace, path: Path | None):
         if candidate and candidate.is_file():
             project = load_project(candidate)
             offline.allow(project.allow_hosts)
-            return with_base_dir(workspace, project, say=console.print)
-    raise ConfigError(f"no project file: pass --project FILE, or create {workspace.project_file} (`tailorlm init`)")
+            return project
+    if path is not None:
+        raise ConfigError(f"project file not found: {path}")
+    if not required:
+        return None
+    raise ConfigError(
+        f"no project file in {workspace.root} or the current folder",
+        hint=f"pass --project FILE, or create {workspace.project_file} with `tailorlm init`",
+    )
+
+
+def _as_dict(item: Any) -> Any:
+    return dataclasses.asdict(item) if dataclasses.is_dataclass(item) else item
+
+
+# --- options built from the code ------------------------------------------------------------------
+
+
+def _option(name: str, annotation: Any, help: str, default: Any) -> inspect.Parameter:
+    """A `--name` option for a setting or target argument; None (not given) leaves the library default."""
+    kind, choices, many = _plain_type(annotation)
+    shown = default if default not in (None, ()) else None
+    text = help + (f" [default: {_show_default(shown)}]" if shown is not None else "")
+    flag = "--" + name.replace("_", "-")
+    declarations = [f"{flag}/--no-{flag[2:]}"] if kind is bool else [flag]
+    info = typer.Option(*declarations, help=text, show_default=False)
+    if choices:
+        kind = _choices(name, choices)
+    python_type = list[kind] if many else kind  # type: ignore[valid-type]
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=Annotated[python_type | None, info]
+    )
+
+
+def _choices(name: str, values: Sequence[str]) -> type[Enum]:
+    """An Enum of the allowed values, which typer shows and checks (`--dtype [auto|float32|...]`)."""
+    return Enum(name.title().replace("_", ""), [(value, value) for value in values], type=str)  # type: ignore[return-value]
+
+
+def _show_default(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
+def _plain_type(annotation: Any) -> tuple[type, tuple[str, ...], bool]:
+    """(type typer can parse, Literal choices, takes several values) of a settings annotation."""
+    many = False
+    if typing.get_origin(annotation) in (typing.Union, UnionType):
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        annotation = Path if Path in inner else inner[0]
+    if typing.get_origin(annotation) in (list, tuple, Sequence, typing.Sequence):
+        many, annotation = True, typing.get_args(annotation)[0]
+    if typing.get_origin(annotation) is typing.Literal:
+        return str, tuple(map(str, typing.get_args(annotation))), many
+    return (annotation if annotation in (bool, int, float, str, Path) else str), (), many
+
+
+def _with_options(function: F, options: Sequence[inspect.Parameter]) -> F:
+    """Give a `function(..., **options)` the signature typer reads: its own parameters + `options`."""
+    own = [
+        p
+        for p in inspect.signature(function, eval_str=True).parameters.values()
+        if p.kind is not inspect.Parameter.VAR_KEYWORD
+    ]
+    function.__signature__ = inspect.Signature([*own, *options])  # type: ignore[attr-defined]
+    return function
+
+
+def _given(options: dict[str, Any]) -> dict[str, Any]:
+    """The options given on the command line (not None), with choices turned back into their values."""
+    return {key: _value(value) for key, value in options.items() if value is not None}
+
+
+def _value(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    return [_value(item) for item in value] if isinstance(value, list) else value
 
 
 # --- project ---------------------------------------------------------------------------------------
@@ -124,11 +234,16 @@ def init(
     name: Annotated[str, typer.Option(help="Project name.")] = "my-project",
     base_model: Annotated[str, typer.Option(help="Local directory of the base model.")] = "/models/base",
 ) -> None:
-    """Create a workspace with a commented tailorlm.yaml to edit."""
+    """Create a workspace with a commented tailorlm.yaml to edit.
+
+    \b
+    Example:
+      tailorlm init --workspace ws --name support --base-model /models/Qwen2.5-1.5B-Instruct
+    """
     from tailorlm.project_template import project_template
     from tailorlm.workspace import atomic_write_text
 
-    ws = _workspace(workspace)
+    ws = _workspace(workspace, create=True)
     if ws.project_file.exists():
         err.print(f"[yellow]{ws.project_file} already exists; left unchanged[/]")
         raise typer.Exit(1)
@@ -142,9 +257,16 @@ def init(
 def validate(
     file: Annotated[Path, typer.Argument(help="Project file to check.")] = Path("tailorlm.yaml"),
 ) -> None:
-    """Check a project file; name every bad field."""
-    from tailorlm.config import load_project
+    """Check a project file; name every bad field.
 
+    \b
+    Example:
+      tailorlm validate ws/tailorlm.yaml
+    """
+    from tailorlm.config import ConfigError, load_project
+
+    if not file.is_file():
+        raise ConfigError(f"project file not found: {file}", hint="give the path of a tailorlm.yaml")
     project = load_project(file)
     problems = [
         f"sources[{i}].path: not found: {project.resolve(s.path)}"
@@ -154,7 +276,7 @@ def validate(
     if not project.resolve(project.base_model).is_dir():
         problems.append(f"base_model: directory not found: {project.resolve(project.base_model)}")
     if problems:
-        raise FileNotFoundError(f"{file}: " + "; ".join(problems))
+        raise ConfigError(f"{file}: " + "; ".join(problems))
     console.print(
         f"[green]{file} is valid[/]: project {project.project}, task {project.task}, "
         f"{len(project.sources)} source(s), method {project.train.method}"
@@ -171,17 +293,25 @@ def ingest(
     workspace: WorkspaceOption = None,
     max_file_mb: Annotated[float, typer.Option(help="Refuse files larger than this.")] = 100.0,
 ) -> None:
-    """Read company files into documents with provenance (unchanged files are skipped)."""
+    """Read company files into documents with provenance (unchanged files are skipped).
+
+    \b
+    Example:
+      tailorlm ingest docs/ faq.csv support.mbox --workspace ws
+    """
     from tailorlm.ingest import ingest as run_ingest
 
     ws = _workspace(workspace)
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        raise FileNotFoundError(f"not found: {', '.join(missing)}")
     report = run_ingest(ws, paths, max_file_mb=max_file_mb)
-    table = Table("file", "status", "documents", "note")
+    rows = []
     for result in report.files:
         style = {"failed": "red", "partial": "yellow", "unchanged": "dim"}.get(result.status, "green")
         note = result.error or "; ".join(result.warnings[:2])
-        table.add_row(result.path, f"[{style}]{result.status}[/]", str(result.documents), note)
-    console.print(table)
+        rows.append([result.path, f"[{style}]{result.status}[/]", result.documents, note])
+    print_table(["file", "status", "documents", "note"], rows)
     failed = [r for r in report.files if r.status == "failed"]
     console.print(f"{report.documents} documents from {len(report.files)} files; {len(failed)} failed")
     if failed:
@@ -195,14 +325,16 @@ def prepare(
     project: ProjectOption = None,
     force: Annotated[bool, typer.Option(help="Build a new version even if nothing changed.")] = False,
 ) -> None:
-    """Clean, redact, deduplicate, structure and split the project's sources into a dataset version."""
-    from tailorlm.ingest import ingest
+    """Clean, redact, deduplicate, structure and split the project's sources into a dataset version.
+
+    \b
+    Example:
+      tailorlm prepare --workspace ws
+    """
     from tailorlm.prepare import prepare as run_prepare
 
     ws = _workspace(workspace)
-    result = run_prepare(
-        ws, _project(ws, project), ingest=ingest, force=force, progress=lambda message: console.print(f"  {message}")
-    )
+    result = run_prepare(ws, _project(ws, project), force=force, progress=lambda message: console.print(f"  {message}"))
     verb = "unchanged, reusing" if result.skipped else "built"
     console.print(f"Dataset {verb} [bold]{result.dataset.name}@{result.dataset.version}[/] at {result.path}")
     console.print("  " + ", ".join(f"{k}: {v}" for k, v in result.counts.items()))
@@ -224,21 +356,29 @@ def train(
         bool, typer.Option(help="With --data: skip invalid lines (counted) instead of refusing the file.")
     ] = False,
     resume: Annotated[str | None, typer.Option(help="Continue an interrupted run from its last checkpoint.")] = None,
-    method: Annotated[str | None, typer.Option(help="Override train.method: full, lora, qlora or dora.")] = None,
+    method: Annotated[
+        _choices("method", typing.get_args(Method)) | None,  # type: ignore[valid-type]
+        typer.Option(help="Override train.method."),
+    ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps.")] = None,
     force: Annotated[bool, typer.Option(help="Train even if an identical run exists.")] = False,
 ) -> None:
-    """Fine-tune the base model on a dataset; writes runs/<run-id>/."""
+    """Fine-tune the base model on a dataset; writes runs/<run-id>/.
+
+    \b
+    Example:
+      tailorlm train --workspace ws --method lora --max-steps 200
+    """
     from tailorlm.train import train as run_train
 
     ws = _workspace(workspace)
-    proj = None if resume else _override_train(_project(ws, project), method=method, max_steps=max_steps)
+    proj = None if resume else _override_train(_project(ws, project), method=_value(method), max_steps=max_steps)
     if data is not None:
-        from tailorlm.dataset_import import import_dataset
+        from tailorlm.datasets import import_dataset
 
         imported = import_dataset(ws, data, project=proj, skip_invalid=skip_invalid)
         dataset = imported.id
-        if skipped := imported.meta_as(DatasetMeta).skipped.get("dataset: invalid line"):
+        if skipped := imported.meta.get("skipped", {}).get("dataset: invalid line"):
             console.print(f"[yellow]skipped {skipped} invalid line(s) of {data} (recorded in the dataset card)[/]")
     try:
         result = run_train(ws, proj, dataset=dataset, resume=resume, force=force)  # type: ignore[arg-type]
@@ -295,23 +435,41 @@ def eval_(
     compare: Annotated[
         tuple[str, str] | None, typer.Option(help="Compare two evaluations instead (EVAL1 EVAL2).")
     ] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Evaluate fine-tuned runs against baselines on the held-out test split (+ your cases)."""
+    """Evaluate fine-tuned runs against baselines on the held-out test split (+ your cases).
+
+    \b
+    Example:
+      tailorlm eval --workspace ws --gate --json
+    """
     from tailorlm import evaluate as ev
 
     ws = _workspace(workspace)
     if compare:
-        console.print(table_of(*ev.compare(ws, compare[0], compare[1]).table()))
+        diff = ev.compare(ws, compare[0], compare[1])
+        if as_json:
+            print_json(diff.to_json())
+        else:
+            show(table_of(*diff.table()))
         return
+    if cases is not None and not cases.is_file():
+        raise FileNotFoundError(f"cases file not found: {cases}")
     result = ev.evaluate(
         ws, _project(ws, project), runs=run, cases_file=cases, baselines=baseline, endpoints=endpoint, gate=gate
     )
-    console.print(table_of(*ev.summary_table(result.summary)))
-    console.print(f"Report: {result.path / 'report.html'}")
+    if as_json:
+        verdict = None if result.gate is None else {"passed": result.gate.passed, "unmet": result.gate.unmet}
+        print_json(
+            {"evaluation": result.evaluation.id, "path": str(result.path), "gate": verdict, "summary": result.summary}
+        )
+    else:
+        show(table_of(*ev.summary_table(result.summary)))
+        console.print(f"Report: {result.path / 'report.html'}")
     if result.gate is not None:
-        console.print("[green]gate passed[/]" if result.gate.passed else "[red]gate failed:[/]")
-        for line in result.gate.explain() if result.gate.passed else result.gate.unmet:
-            console.print(f"  {line}", markup=False, highlight=False)
+        if not as_json:
+            passed = "[green]gate passed[/]"
+            console.print(passed if result.gate.passed else f"[red]gate failed:[/] {', '.join(result.gate.unmet)}")
         if gate and not result.gate.passed:
             raise typer.Exit(1)
 
@@ -325,8 +483,13 @@ def register(
     project: ProjectOption = None,
     force: Annotated[bool, typer.Option(help="Register despite a failed gate (recorded in the audit log).")] = False,
 ) -> None:
-    """Register a run as a versioned model (refused if its latest evaluation failed the gate)."""
-    from tailorlm.register import register as run_register
+    """Register a run as a versioned model (refused if its latest evaluation failed the gate).
+
+    \b
+    Example:
+      tailorlm register run-20250101-120000-abc123 --name acme-support --workspace ws
+    """
+    from tailorlm.models import register as run_register
 
     ws = _workspace(workspace)
     proj = _project(ws, project) if (name is None or project) else None
@@ -336,41 +499,44 @@ def register(
     console.print(f"Registered [bold]{model.name}@{model.version}[/] ({ws.root / model.path})")
 
 
-@app.command()
-@command
 def serve(
     model: Annotated[
         list[str], typer.Option("--model", "-m", help="Registered model(s) to serve: name, name@version, alias=name.")
     ],
     workspace: WorkspaceOption = None,
-    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
-    no_auth: Annotated[bool, typer.Option(help="No API keys (refused unless the host is loopback).")] = False,
-    log_texts: Annotated[bool, typer.Option(help="Keep request texts (PII redacted) in the request log.")] = False,
-    log_retention_days: Annotated[int, typer.Option(help="Delete request-log rows older than this.")] = 30,
-    max_tokens_cap: Annotated[int, typer.Option(help="Largest max_tokens a request may ask for.")] = 1024,
-    max_body_bytes: Annotated[int, typer.Option(help="Largest request body (413 above).")] = 1_000_000,
-    rate_limit_per_minute: Annotated[int, typer.Option(help="Requests per minute per API key (429 above).")] = 600,
-    max_batch_size: Annotated[int, typer.Option(help="Requests generated together.")] = 8,
-    threads: Annotated[int | None, typer.Option(help="Torch threads (fix it on shared machines).")] = None,
+    project: ProjectOption = None,
+    **settings: Any,
 ) -> None:
-    """Serve models over an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models)."""
+    """Serve models over an OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models).
+
+    Settings come from the project file's `serve:` section; an option given here overrides it.
+
+    \b
+    Example:
+      tailorlm serve --workspace ws --model acme-support --port 8080
+    """
+    from pydantic import ValidationError
+
+    from tailorlm.config import ConfigError, format_validation_error
     from tailorlm.serve import serve as run_serve
 
-    run_serve(
-        _workspace(workspace),
-        models=model,
-        host=host,
-        port=port,
-        no_auth=no_auth,
-        log_texts=log_texts,
-        log_retention_days=log_retention_days,
-        max_tokens_cap=max_tokens_cap,
-        max_body_bytes=max_body_bytes,
-        rate_limit_per_minute=rate_limit_per_minute,
-        max_batch_size=max_batch_size,
-        threads=threads,
+    ws = _workspace(workspace)
+    proj = _project(ws, project, required=False)
+    base = proj.serve if proj is not None else ServeSettings()
+    try:
+        chosen = ServeSettings.model_validate({**base.model_dump(), **_given(settings)})
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, "serve options"), hint="see `tailorlm serve --help`") from None
+    options = chosen.model_dump()
+    run_serve(ws, models=model, no_auth=not options.pop("auth"), **options)
+
+
+app.command("serve")(
+    _with_options(
+        command(serve),
+        [_option(n, f.annotation, f.description or "", f.default) for n, f in ServeSettings.model_fields.items()],
     )
+)
 
 
 @app.command("run")
@@ -380,7 +546,12 @@ def run_all(
     project: ProjectOption = None,
     force: Annotated[bool, typer.Option(help="Redo every stage.")] = False,
 ) -> None:
-    """Run every stage of the project (prepare → train → eval → register), skipping unchanged ones."""
+    """Run every stage of the project (prepare → train → eval → register), skipping unchanged ones.
+
+    \b
+    Example:
+      tailorlm run --workspace ws
+    """
     from tailorlm.pipeline import run_project
 
     ws = _workspace(workspace)
@@ -392,91 +563,19 @@ def run_all(
 def quickstart(
     workspace: WorkspaceOption = None,
     base_model: Annotated[
-        str | None,
-        typer.Option(
-            help="Run the project file's own settings on this base instead: a model directory, a .gguf file "
-            "or a registered base."
-        ),
+        Path | None, typer.Option(help="A local model directory (default: build a small demo model).")
     ] = None,
-    tiny: Annotated[
-        bool, typer.Option(help="A small random-weight model built here: the mechanics in a few minutes.")
-    ] = False,
     smoke: Annotated[bool, typer.Option(help="A one-minute run with a tiny model, to check an installation.")] = False,
 ) -> None:
     """The whole journey on the bundled sample company: ingest → prepare → train → eval → register.
 
-    By default it fine-tunes SmolLM2-135M-Instruct (installed by `make demo`); exits 1 when the gate fails.
-
-    Example: tailorlm quickstart --workspace demo-ws
+    \b
+    Example:
+      tailorlm quickstart --workspace demo --smoke
     """
     from tailorlm.quickstart import run_quickstart
 
-    result = run_quickstart(_workspace(workspace), base_model=base_model, tiny=tiny, smoke=smoke, say=console.print)
-    if result.model is None:
-        raise typer.Exit(1)
-
-
-# --- base models -------------------------------------------------------------------------------------
-
-
-def _packaged_names() -> list[str]:
-    from tailorlm.bases.packages import PACKAGED
-
-    return list(PACKAGED)
-
-
-@base_app.command("import")
-@command
-def base_import(
-    source: Annotated[
-        str,
-        typer.Argument(help="A .gguf file, or an installed model package: " + ", ".join(_packaged_names()) + "."),
-    ],
-    workspace: WorkspaceOption = None,
-    name: Annotated[str | None, typer.Option(help="Name to register it under (default: from the file).")] = None,
-    dtype: Annotated[str, typer.Option(help="Dequantise to float32 (any CPU), bfloat16 or float16.")] = "float32",
-) -> None:
-    """Convert a GGUF once into a model directory in the workspace and register it as a base.
-
-    Example: tailorlm base import ~/models/company-llama.Q4_K_M.gguf --name company-llama
-    """
-    from tailorlm.bases import import_base
-
-    ws = _workspace(workspace)
-    artifact = import_base(ws, source, name=name, dtype=dtype, say=lambda line: console.print(f"  {line}"))
-    console.print(f"base [bold]{artifact.name}[/]: {ws.path_of(artifact)}")
-    console.print(f"Use it with `base_model: {artifact.name}` in the project file.")
-
-
-@base_app.command("list")
-@command
-def base_list(
-    workspace: WorkspaceOption = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-) -> None:
-    """Registered base models with their origin, licence and hash."""
-    from tailorlm.bases import list_bases
-
-    ws = _workspace(workspace)
-    bases = list_bases(ws)
-    if json_output:
-        rows = [{"name": a.name, "path": str(ws.path_of(a)), **a.meta.model_dump(mode="json")} for a in bases]
-        console.print_json(json.dumps(rows, default=str))
-        return
-    table = Table("name", "parameters", "dtype", "licence", "origin", "sha256", box=None)
-    for artifact in bases:
-        meta = artifact.meta_as(BaseMeta)
-        origin = meta.origin or BaseOrigin()
-        where = f"{origin.package} {origin.version or ''}" if origin.package else origin.file or ""
-        table.add_row(
-            artifact.name,
-            f"{meta.parameters / 1e6:.0f}M",
-            meta.dtype,
-            meta.license or "unknown",
-            where,
-            meta.sha256[:16],
-        )
-    console.print(table if bases else "No base models yet: `tailorlm base import FILE.gguf`.")
+    run_quickstart(_workspace(workspace, create=True), base_model=base_model, smoke=smoke, say=console.print)
 
 
 # --- lists and lineage -------------------------------------------------------------------------------
@@ -484,23 +583,33 @@ def base_list(
 
 @app.command()
 @command
-def runs(workspace: WorkspaceOption = None) -> None:
-    """List training runs."""
+def runs(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """List training runs.
+
+    \b
+    Example:
+      tailorlm runs --workspace ws --json
+    """
     ws = _workspace(workspace)
-    table = Table("run", "status", "method", "dataset", "train loss", "val loss", "created")
-    for run in ws.registry.find("run"):
-        meta = run.meta_as(RunMeta)
-        metrics = meta.metrics
-        table.add_row(
-            run.id,
-            run.status,
-            meta.method,
-            meta.dataset,
-            _fmt(metrics.get("train_loss")),
-            _fmt(metrics.get("eval_loss")),
-            run.created_at,
+    found = ws.registry.find("run")
+    if as_json:
+        print_json([_as_dict(run) for run in found])
+        return
+    rows = []
+    for run in found:
+        metrics = run.meta.get("metrics", {})
+        rows.append(
+            [
+                run.id,
+                run.status,
+                run.meta.get("method", ""),
+                run.meta.get("dataset", ""),
+                _fmt(metrics.get("train_loss")),
+                _fmt(metrics.get("eval_loss")),
+                run.created_at,
+            ]
         )
-    console.print(table)
+    print_table(["run", "status", "method", "dataset", "train loss", "val loss", "created"], rows)
 
 
 def _fmt(value: Any) -> str:
@@ -509,23 +618,32 @@ def _fmt(value: Any) -> str:
 
 @models_app.callback()
 @command
-def models(ctx: typer.Context, workspace: WorkspaceOption = None) -> None:
-    """List registered models (or: tailorlm models deploy NAME)."""
+def models(ctx: typer.Context, workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """List registered models (or: tailorlm models deploy NAME).
+
+    \b
+    Example:
+      tailorlm models --workspace ws --json
+    """
     if ctx.invoked_subcommand:
         return
     ws = _workspace(workspace)
-    table = Table("model", "run", "method", "base model", "evaluation", "created")
-    for model in ws.registry.find("model"):
-        meta = model.meta_as(ModelMeta)
-        table.add_row(
+    found = ws.registry.find("model")
+    if as_json:
+        print_json([_as_dict(model) for model in found])
+        return
+    rows = [
+        [
             f"{model.name}@{model.version}",
-            meta.run,
-            meta.method,
-            meta.base_model,
-            meta.evaluation or "",
+            model.meta.get("run", ""),
+            model.meta.get("method", ""),
+            model.meta.get("base_model", ""),
+            model.meta.get("evaluation") or "",
             model.created_at,
-        )
-    console.print(table)
+        ]
+        for model in found
+    ]
+    print_table(["model", "run", "method", "base model", "evaluation", "created"], rows)
 
 
 @models_app.command("deploy")
@@ -536,7 +654,12 @@ def models_deploy(
     admin_key: Annotated[str | None, typer.Option(envvar="TAILORLM_ADMIN_KEY", help="An admin-scope API key.")] = None,
     workspace: WorkspaceOption = None,
 ) -> None:
-    """Hot-load a registered model's adapter into a running server (no restart)."""
+    """Hot-load a registered model's adapter into a running server (no restart).
+
+    \b
+    Example:
+      tailorlm models deploy acme-support@v2 --workspace ws --url http://127.0.0.1:8000
+    """
     from tailorlm.serve import deploy
 
     deploy(_workspace(workspace), name, url=url, admin_key=admin_key)
@@ -546,37 +669,66 @@ def models_deploy(
 @app.command()
 @command
 def lineage(
-    artifact: Annotated[str, typer.Argument(help="Artifact id (model-…, run-…, dataset-…, eval-…).")],
+    artifact: Annotated[
+        str, typer.Argument(help="Artifact id (model-…, run-…, dataset-…, eval-…) or a model/dataset name@version.")
+    ],
     workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Trace an artifact back to the files it came from."""
+    """Trace an artifact back to the files it came from.
+
+    \b
+    Example:
+      tailorlm lineage acme-support@v1 --workspace ws
+    """
     ws = _workspace(workspace)
-    start = (
-        ws.registry.get(artifact)
-        if not artifact.startswith("model") or "@" not in artifact
-        else ws.resolve("model", artifact)
-    )
-    table = Table("kind", "id", "name", "hash")
-    for item in [start, *ws.registry.lineage(start.id)]:
-        label = item.meta.source_path or item.name if isinstance(item.meta, DocumentMeta) else item.name
-        table.add_row(item.kind, item.id, str(label), item.hash[:16])
-    console.print(table)
+    start = ws.lookup(artifact)
+    chain = [start, *ws.registry.lineage(start.id)]
+    if as_json:
+        print_json([_as_dict(item) for item in chain])
+        return
+    rows = [
+        [
+            item.kind,
+            item.id,
+            item.meta.get("source_path", item.name) if item.kind == "document" else item.name,
+            item.hash[:16],
+        ]
+        for item in chain
+    ]
+    print_table(["kind", "id", "name", "hash"], rows)
 
 
 @app.command()
 @command
-def audit(workspace: WorkspaceOption = None) -> None:
-    """Verify the audit log's hash chain and print its last events."""
+def audit(
+    workspace: WorkspaceOption = None,
+    last: Annotated[int, typer.Option(help="How many of the latest events to show (0: all).")] = 15,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify the audit log's hash chain and print its last events (exit 1 when the chain is broken).
+
+    \b
+    Example:
+      tailorlm audit --workspace ws --last 50
+    """
     ws = _workspace(workspace)
     ok, message = ws.audit.verify()
-    for event in ws.audit.events()[-15:]:
-        console.print(f"{event['time']}  {event['user']:<10} {event['action']:<18} {', '.join(event['outputs'])}")
-    console.print(("[green]" if ok else "[red]") + message + "[/]")
+    events = ws.audit.events()
+    events = events[-last:] if last > 0 else events
+    if as_json:
+        print_json({"intact": ok, "message": message, "events": events})
+    else:
+        rows = [[e["time"], e["user"], e["action"], ", ".join(e["outputs"])] for e in events]
+        print_table(["time", "user", "action", "outputs"], rows)
+        console.print(("[green]" if ok else "[red]") + message + "[/]")
     if not ok:
         raise typer.Exit(1)
 
 
 # --- data --------------------------------------------------------------------------------------------
+
+TRAINED_MARKS = ("{+", "+}")  # around trained tokens when colours can't show (a pipe, a log)
 
 
 @data_app.command("inspect")
@@ -592,10 +744,17 @@ def data_inspect(
     ] = None,
     max_length: Annotated[int | None, typer.Option(help="Truncation length (default: train.max_length).")] = None,
 ) -> None:
-    """Render examples exactly as training sees them: trained tokens highlighted, masked tokens dim."""
-    from tailorlm.dataset_splits import load_examples
+    """Render examples exactly as training sees them: trained tokens highlighted, masked tokens dim.
+
+    Not on a terminal (a pipe, a log), trained tokens are marked {+like this+} instead.
+
+    \b
+    Example:
+      tailorlm data inspect acme-support@v1 --workspace ws -n 1
+    """
+    from tailorlm.datasets import load_examples
     from tailorlm.formats.templates import inspect_segments
-    from tailorlm.modeling import check_model_dir, load_tokenizer
+    from tailorlm.train.model import check_model_dir, load_tokenizer
 
     ws = _workspace(workspace)
     proj = None
@@ -604,31 +763,51 @@ def data_inspect(
     tokenizer = load_tokenizer(check_model_dir(base_model or proj.resolve(proj.base_model)))
     limit = max_length or proj.train.max_length
     examples = load_examples(ws, dataset, split)
-    console.print("[dim]legend:[/] [dim]masked (no loss)[/] [bold green on grey15]trained (loss)[/]")
+    colours = console.is_terminal
+    if colours:
+        console.print("[dim]legend:[/] [dim]masked (no loss)[/] [bold green on grey15]trained (loss)[/]")
+    else:
+        console.print(f"legend: masked (no loss) as is, {TRAINED_MARKS[0]}trained (loss){TRAINED_MARKS[1]}")
     for example in examples[:n]:
-        console.rule(f"{example.id}  source {example.source or '-'}")
+        if colours:
+            console.rule(f"{example.id}  source {example.source or '-'}")
+        else:
+            console.print(f"--- {example.id}  source {example.source or '-'}", markup=False, highlight=False)
         for text, trained in inspect_segments(tokenizer, example, limit):
-            console.print(
-                text, style="bold green on grey15" if trained else "dim", end="", markup=False, highlight=False
-            )
+            if not colours:
+                text = f"{TRAINED_MARKS[0]}{text}{TRAINED_MARKS[1]}" if trained else text
+            style = ("bold green on grey15" if trained else "dim") if colours else None
+            console.print(text, style=style, end="", markup=False, highlight=False, soft_wrap=True)
         console.print()
 
 
 @data_app.command("show")
 @command
 def data_show(
-    dataset: Annotated[str, typer.Argument(help="Dataset name, name@version or id.")], workspace: WorkspaceOption = None
+    dataset: Annotated[str, typer.Argument(help="Dataset name, name@version or id.")],
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """Print a dataset's card."""
+    """Print a dataset's card.
+
+    \b
+    Example:
+      tailorlm data show acme-support@v1 --workspace ws --json
+    """
     from rich.markdown import Markdown
 
     ws = _workspace(workspace)
     artifact = ws.resolve("dataset", dataset)
-    card = ws.path_of(artifact) / "card.md"
-    if card.exists():
-        console.print(Markdown(card.read_text(encoding="utf-8")))
+    folder = ws.path_of(artifact)
+    if as_json:
+        card = folder / "card.json"
+        print_json(
+            {"dataset": _as_dict(artifact), "card": json.loads(card.read_text("utf-8")) if card.is_file() else None}
+        )
+    elif (folder / "card.md").is_file():
+        console.print(Markdown((folder / "card.md").read_text(encoding="utf-8")))
     else:
-        console.print_json(artifact.meta.model_dump_json())
+        print_json(artifact.meta)
 
 
 @data_app.command("import")
@@ -644,30 +823,39 @@ def data_import(
         bool, typer.Option(help="Skip invalid lines (counted and recorded) instead of refusing.")
     ] = False,
 ) -> None:
-    """Import an existing JSONL dataset as a new dataset version (split into train/val/test)."""
-    from tailorlm.dataset_import import import_dataset
+    """Import an existing JSONL dataset as a new dataset version (split into train/val/test).
+
+    \b
+    Example:
+      tailorlm data import tickets.jsonl --name tickets --workspace ws --skip-invalid
+    """
+    from tailorlm.datasets import import_dataset
 
     ws = _workspace(workspace)
+    if not file.is_file():
+        raise FileNotFoundError(f"dataset file not found: {file}")
     artifact = import_dataset(ws, file, project=_project(ws, project), name=name, skip_invalid=skip_invalid)
-    meta = artifact.meta_as(DatasetMeta)
-    console.print(f"Imported [bold]{artifact.name}@{artifact.version}[/]: {meta.counts}")
-    if skipped := meta.skipped.get("dataset: invalid line"):
+    console.print(f"Imported [bold]{artifact.name}@{artifact.version}[/]: {artifact.meta.get('counts')}")
+    if skipped := artifact.meta.get("skipped", {}).get("dataset: invalid line"):
         console.print(f"[yellow]skipped {skipped} invalid line(s) (recorded in the dataset card)[/]")
 
 
 # --- export and keys ---------------------------------------------------------------------------------
 
 
-def _export(target: str) -> Callable[..., None]:
-    @command
+def _export_command(target: Any) -> Callable[..., None]:
+    """`tailorlm export <target> MODEL [--option ...]`, every option read from the target registry."""
+    from tailorlm.export import shared_options
+
     def export_target(
         model: Annotated[str, typer.Argument(help="Registered model (name, name@version) or run id.")],
         workspace: WorkspaceOption = None,
         output: Annotated[Path | None, typer.Option(help="Output folder (default: <workspace>/exports/...).")] = None,
+        **options: Any,
     ) -> None:
         from tailorlm.export import export
 
-        result = export(_workspace(workspace), model, target, output=output)
+        result = export(_workspace(workspace), model, target.name, output=output, **_given(options))
         console.print(f"Exported {model} → {result.path}")
         for check in result.report.get("checks", []):
             style = {"passed": "green", "failed": "red"}.get(check["status"], "yellow")
@@ -675,51 +863,81 @@ def _export(target: str) -> Callable[..., None]:
         if not result.passed:
             raise typer.Exit(1)
 
-    export_target.__doc__ = {
-        "merge": "Merge the adapter into the base: safetensors + tokenizer, checked for identical greedy output.",
-        "gguf": "Write GGUF files (f16, q8_0) for llama.cpp.",
-        "ollama": "Write a GGUF and an Ollama Modelfile with the translated chat template.",
-        "vllm": "Write the adapter and the exact vLLM launch command.",
-    }[target]
-    return export_target
+    parameters = [*target.parameters(), *shared_options()]
+    example = f"tailorlm export {target.name} acme-support@v1 --workspace ws"
+    for option in target.parameters()[:1]:
+        choices = _plain_type(option.annotation)[1]
+        if choices:
+            example += f" --{option.name.replace('_', '-')} {choices[-1]}"
+    export_target.__doc__ = f"{target.description.rstrip('.')}.\n\n\b\nExample:\n  {example}\n"
+    options = [_option(o.name, o.annotation, o.help, o.default) for o in parameters]
+    return _with_options(command(export_target), options)
 
 
-for _target in ("merge", "gguf", "ollama", "vllm"):
-    export_app.command(_target)(_export(_target))
+def _add_export_commands() -> None:
+    from tailorlm.export import TARGETS
+
+    for name, chosen in sorted(TARGETS.items()):
+        export_app.command(name)(_export_command(chosen))
+
+
+_add_export_commands()
 
 
 @keys_app.command("create")
 @command
 def keys_create(
-    scope: Annotated[str, typer.Option(help="chat (completions) or admin (also manage adapters).")] = "chat",
+    scope: Annotated[
+        _choices("scope", ("chat", "admin")),  # type: ignore[valid-type]
+        typer.Option(help="chat (completions) or admin (also manage adapters)."),
+    ] = "chat",  # type: ignore[assignment]
     model: Annotated[list[str] | None, typer.Option("--models", help="Limit the key to these models.")] = None,
     name: Annotated[str, typer.Option(help="A label for the key.")] = "",
     workspace: WorkspaceOption = None,
 ) -> None:
-    """Create an API key (stored hashed; shown once)."""
+    """Create an API key (stored hashed; shown once).
+
+    \b
+    Example:
+      tailorlm keys create --scope chat --name helpdesk --models acme-support --workspace ws
+    """
     from tailorlm.serve.auth import create_key
 
-    key_id, secret = create_key(_workspace(workspace), scope=scope, models=model, name=name)
-    console.print(f"key id {key_id} (scope {scope}). The secret is shown only now:\n{secret}")
+    key_id, secret = create_key(_workspace(workspace), scope=_value(scope), models=model, name=name)
+    console.print(f"key id {key_id} (scope {_value(scope)}). The secret is shown only now:\n{secret}", soft_wrap=True)
 
 
 @keys_app.command("list")
 @command
-def keys_list(workspace: WorkspaceOption = None) -> None:
-    """List API keys (never the secrets)."""
+def keys_list(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """List API keys (never the secrets).
+
+    \b
+    Example:
+      tailorlm keys list --workspace ws --json
+    """
     from tailorlm.serve.auth import list_keys
 
-    table = Table("id", "name", "scope", "models", "created", "revoked")
-    for key in list_keys(_workspace(workspace)):
-        models = ", ".join(key.models) if key.models else "all"
-        table.add_row(key.id, key.name, key.scope, models, key.created_at, key.revoked_at or "")
-    console.print(table)
+    keys = list_keys(_workspace(workspace))
+    if as_json:
+        print_json([_as_dict(key) for key in keys])
+        return
+    rows = [
+        [key.id, key.name, key.scope, ", ".join(key.models) if key.models else "all", key.created_at, key.revoked_at]
+        for key in keys
+    ]
+    print_table(["id", "name", "scope", "models", "created", "revoked"], rows)
 
 
 @keys_app.command("revoke")
 @command
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id.")], workspace: WorkspaceOption = None) -> None:
-    """Revoke an API key."""
+    """Revoke an API key.
+
+    \b
+    Example:
+      tailorlm keys revoke k-1a2b3c --workspace ws
+    """
     from tailorlm.serve.auth import revoke_key
 
     revoke_key(_workspace(workspace), key_id)

@@ -13,6 +13,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tailorlm.errors import UserError
+
 Task = Literal["chat", "classify", "extract", "generate", "cpt"]
 Method = Literal["full", "lora", "qlora", "dora"]
 SourceKind = Literal["documents", "faq", "email", "table", "extraction", "dataset"]
@@ -202,8 +204,25 @@ class EvaluateSettings(Settings):
 
 
 class ServeSettings(Settings):
+    """`tailorlm serve`: each field is also a command-line option, which overrides the file."""
+
     host: str = Field("127.0.0.1", description="Interface to listen on.")
     port: int = Field(8000, gt=0, lt=65536, description="Port to listen on.")
+    auth: bool = Field(True, description="Require API keys; off is refused unless the host is loopback.")
+    max_body_bytes: int = Field(1_000_000, gt=0, description="Largest request body in bytes (413 above).")
+    max_tokens_cap: int = Field(
+        1024, gt=0, description="Most tokens one answer may have (larger max_tokens is lowered)."
+    )
+    rate_limit_per_minute: int = Field(
+        600, ge=0, description="Requests per minute per API key (429 above; 0: no limit)."
+    )
+    max_batch_size: int = Field(8, gt=0, description="Most requests generated together.")
+    max_queue: int = Field(64, gt=0, description="Most requests waiting to be generated (503 above).")
+    log_texts: bool = Field(False, description="Keep prompts and answers (PII redacted) in the request log.")
+    log_retention_days: float | None = Field(
+        30, ge=0, description="Delete request-log rows older than this many days (null keeps them)."
+    )
+    threads: int | None = Field(None, gt=0, description="CPU threads for torch (fix it on shared machines).")
 
 
 class Project(Settings):
@@ -238,7 +257,7 @@ class Project(Settings):
         return path if path.is_absolute() else (self.root / path).resolve()
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A project file that can't be used; the message names the file and the field."""
 
 

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from tailorlm.errors import UserError
 from tailorlm.workspace import NotFound, Workspace, read_jsonl
 
 Status = Literal["ingested", "unchanged", "failed", "partial"]
@@ -54,7 +55,7 @@ class Document:
         return cls(**data)
 
 
-class ReadError(Exception):
+class ReadError(UserError):
     """A file a reader can't turn into documents; the message says why in the user's words."""
 
 

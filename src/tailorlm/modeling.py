@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.config import LoraSettings
+from tailorlm.errors import UserError
 from tailorlm.registry import ModelMeta, RunMeta
 from tailorlm.workspace import NotFound, Workspace
 
@@ -16,7 +17,7 @@ WEIGHT_PATTERNS = ("*.safetensors", "pytorch_model*.bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
 
 
-class ModelDirError(ValueError):
+class ModelDirError(UserError, ValueError):
     """A base model directory that can't be used; the message names what is missing."""
 
 

@@ -13,6 +13,8 @@ import os
 import socket
 from collections.abc import Iterable
 
+from tailorlm.errors import UserError
+
 OFFLINE_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
@@ -32,7 +34,7 @@ _original_create_connection = socket.create_connection
 _installed = False
 
 
-class NetworkRefused(ConnectionRefusedError):
+class NetworkRefused(UserError, ConnectionRefusedError):
     """An outgoing connection to a host that is neither loopback nor in the project's allowlist."""
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from tailorlm.errors import UserError
 from tailorlm.registry import Artifact, DocumentMeta, EvaluationMeta, ModelMeta, RunMeta
 from tailorlm.workspace import Workspace, atomic_write_json, atomic_write_text, read_jsonl
 
 
-class GateFailed(RuntimeError):
+class GateFailed(UserError, RuntimeError):
     """The run's latest evaluation did not meet the project's objectives."""
 
 

@@ -13,6 +13,7 @@ under a hidden staging name and renamed into place only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -26,14 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.audit import AuditLog
+from tailorlm.errors import NotFound, UserError
 from tailorlm.registry import Artifact, Kind, Registry
 
 DEFAULT_WORKSPACE = "tailorlm-workspace"
 PROJECT_FILE = "tailorlm.yaml"
+REGISTRY_FILE = "tailorlm.db"
 
 
-class NotFound(LookupError):
-    """An artifact reference that matches nothing in the registry."""
+class MissingWorkspace(UserError, FileNotFoundError):
+    """A workspace folder that does not exist (or holds no workspace) where one was expected."""
 
 
 # --- atomic writes and hashing -------------------------------------------------------------------
@@ -109,14 +112,31 @@ class Workspace:
         self.root.mkdir(parents=True, exist_ok=True)
         for folder in ("documents", "datasets", "runs", "evals", "models"):
             (self.root / folder).mkdir(exist_ok=True)
-        self.registry = Registry(self.root / "tailorlm.db")
+        self.registry = Registry(self.root / REGISTRY_FILE)
         self.audit = AuditLog(self.root / "audit.jsonl")
 
     @classmethod
-    def open(cls, root: Path | str | None = None) -> Workspace:
-        """The workspace at `root`, else `$TAILORLM_WORKSPACE`, else ./tailorlm-workspace."""
-        chosen = root or os.environ.get("TAILORLM_WORKSPACE") or DEFAULT_WORKSPACE
-        return cls(Path(chosen))
+    def open(cls, root: Path | str | None = None, *, create: bool = True) -> Workspace:
+        """The workspace at `root`, else `$TAILORLM_WORKSPACE`, else ./tailorlm-workspace.
+
+        With `create=False` a folder that is not a workspace yet (no registry, no project file) is
+        refused with `MissingWorkspace` instead of being made into an empty one: a typo is not a
+        new workspace.
+        """
+        chosen = Path(root or os.environ.get("TAILORLM_WORKSPACE") or DEFAULT_WORKSPACE)
+        if not create and not cls.exists(chosen):
+            raise MissingWorkspace(
+                f"no workspace at {chosen.expanduser().resolve()}",
+                hint="check --workspace / $TAILORLM_WORKSPACE, or create one with `tailorlm init --workspace "
+                f"{chosen}`",
+            )
+        return cls(chosen)
+
+    @staticmethod
+    def exists(root: Path | str) -> bool:
+        """True when `root` holds a workspace: its registry or its project file."""
+        root = Path(root).expanduser()
+        return (root / REGISTRY_FILE).is_file() or (root / PROJECT_FILE).is_file()
 
     def close(self) -> None:
         self.registry.close()
@@ -203,6 +223,21 @@ class Workspace:
             shown = ", ".join(known[:10]) or "none yet"
             raise NotFound(f"no {kind} matches {reference or '(latest)'}; known: {shown}")
         return found[0]
+
+    def lookup(self, reference: str) -> Artifact:
+        """Any artifact by id (`run-…`, `model-acme-v1`) or by `name` / `name@version` of a model or dataset."""
+        try:
+            return self.registry.get(reference)
+        except NotFound:
+            pass
+        for kind in ("model", "dataset"):
+            with contextlib.suppress(NotFound):
+                return self.resolve(kind, reference)
+        raise NotFound(
+            f"nothing in {self.root} matches {reference!r}",
+            hint="give an id (run-…, model-…, dataset-…, eval-…) or a model/dataset as name or name@version; "
+            "see `tailorlm runs` and `tailorlm models`",
+        )
 
     def find_complete(self, kind: Kind, key: str) -> Artifact | None:
         """The newest complete artifact built from the same inputs and settings (for skipping)."""

@@ -28,11 +28,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from tailorlm.errors import UserError
 from tailorlm.evaluate.metrics import Case
 from tailorlm.formats.examples import Example, Message
 
 
-class EvalError(ValueError):
+class EvalError(UserError, ValueError):
     """An evaluation that can't run or can't go on; the message says what to change."""
 
 

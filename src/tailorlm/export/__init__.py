@@ -15,22 +15,27 @@ registers anything in the model table.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import inspect
 import json
+import re
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from types import UnionType
 from typing import Any
 
 from tailorlm import offline
+from tailorlm.errors import UserError
 from tailorlm.modeling import ModelRef, resolve_model
 from tailorlm.workspace import NotFound, Workspace, atomic_write_json, sha256_file
 
 REPORT_FILE = "export_report.json"
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """An export that can't be made; the message names the input or option to change."""
 
 
@@ -79,7 +84,7 @@ class ExportContext:
         final: Where the export will live; use it for absolute paths written into files.
         report: Checks, warnings and details, written as export_report.json.
         check: Run the parity checks (off: each is reported as skipped).
-        prompts: User prompts for the parity checks; None takes them from the run's test split.
+        prompts: User prompts for the parity checks (default: the user turns of the run's test split).
         max_new_tokens: Greedy tokens generated per prompt in the parity checks.
     """
 
@@ -99,15 +104,86 @@ class ExportContext:
 
 
 @dataclass(frozen=True)
+class TargetOption:
+    """One option of an export target, read from the target's signature and its docstring's `Args:`.
+
+    The CLI builds `tailorlm export <target> --<option>` from these, so a new keyword argument of a
+    target is reachable from the command line without editing the CLI.
+    """
+
+    name: str
+    annotation: Any
+    default: Any
+    help: str
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        """The allowed values when the option is a `Literal` (or a sequence of one), else ()."""
+        inner = _without_none(self.annotation)
+        if typing.get_origin(inner) in (Sequence, list, tuple, typing.Sequence):
+            inner = typing.get_args(inner)[0]
+        return tuple(typing.get_args(inner)) if typing.get_origin(inner) is typing.Literal else ()
+
+    @property
+    def many(self) -> bool:
+        """True when the option takes several values (a sequence)."""
+        return typing.get_origin(_without_none(self.annotation)) in (Sequence, list, tuple, typing.Sequence)
+
+
+def _without_none(annotation: Any) -> Any:
+    arguments = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, UnionType):
+        return arguments[0] if len(arguments) == 1 else annotation
+    return annotation
+
+
+def documented(docstring: str | None, section: str = "Args") -> dict[str, str]:
+    """The descriptions in a Google-style docstring section: `{"dtype": "Precision of ..."}`."""
+    found: dict[str, str] = {}
+    inside, current = False, None
+    for line in inspect.cleandoc(docstring or "").splitlines():
+        if line and not line[0].isspace():
+            inside, current = line.strip() == f"{section}:", None
+            continue
+        entry = re.match(r"^\s{4}(\w+)(?: \(.*?\))?:\s*(.*)$", line)
+        if inside and entry:
+            current = entry[1]
+            found[current] = entry[2].strip()
+        elif inside and current and line.strip():
+            found[current] += " " + line.strip()
+    return found
+
+
+def shared_options() -> list[TargetOption]:
+    """Options every target accepts (`check`, `prompts`, `max_new_tokens`), from `ExportContext`."""
+    hints = typing.get_type_hints(ExportContext)
+    helps = documented(ExportContext.__doc__, "Attributes")
+    return [
+        TargetOption(f.name, hints[f.name], f.default, helps.get(f.name, ""))
+        for f in dataclasses.fields(ExportContext)
+        if f.default is not dataclasses.MISSING
+    ]
+
+
+@dataclass(frozen=True)
 class Target:
     name: str
     folder: str
     description: str
     function: Callable[..., None]
 
+    def parameters(self) -> list[TargetOption]:
+        """The target's own options: its keyword-only arguments, typed and documented."""
+        hints = typing.get_type_hints(self.function)
+        helps = documented(self.function.__doc__)
+        return [
+            TargetOption(p.name, hints.get(p.name, Any), p.default, helps.get(p.name, ""))
+            for p in inspect.signature(self.function).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+
     def options(self) -> list[str]:
-        parameters = list(inspect.signature(self.function).parameters.values())[1:]
-        return [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+        return [option.name for option in self.parameters()]
 
 
 TARGETS: dict[str, Target] = {}
@@ -175,10 +251,11 @@ def export(
     chosen = TARGETS.get(target)
     if chosen is None:
         raise ExportError(f"unknown export target {target!r}; choose one of {', '.join(available_targets())}")
-    shared = {key: options.pop(key) for key in ("check", "prompts", "max_new_tokens") if key in options}
+    shared_names = [option.name for option in shared_options()]
+    shared = {key: options.pop(key) for key in shared_names if key in options}
     unknown = sorted(set(options) - set(chosen.options()))
     if unknown:
-        accepted = ", ".join(["check", "prompts", "max_new_tokens", *chosen.options()])
+        accepted = ", ".join([*shared_names, *chosen.options()])
         raise ExportError(f"unknown option {', '.join(unknown)} for export target {target!r}; accepted: {accepted}")
     if "max_new_tokens" in shared and int(shared["max_new_tokens"]) <= 0:
         raise ExportError(f"max_new_tokens must be > 0 (got {shared['max_new_tokens']})")

@@ -20,7 +20,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from tailorlm.export import ExportContext, ExportError, target
 from tailorlm.export import gguf_convert as builtin
@@ -37,8 +37,10 @@ from tailorlm.export.parity import (
 
 LLAMA_CPP_ENV = "TAILORLM_LLAMA_CPP"
 KNOWN_CHECKOUTS = ("~/llama.cpp", "/opt/llama.cpp")
-TYPES = ("f16", "q8_0", "q4_K_M")
-CONVERTERS = ("auto", "llama.cpp", "builtin")
+GgufType = Literal["f16", "q8_0", "q4_K_M"]
+Converter = Literal["auto", "llama.cpp", "builtin"]
+TYPES: tuple[str, ...] = get_args(GgufType)
+CONVERTERS: tuple[str, ...] = get_args(Converter)
 MIN_QUANTISED_AGREEMENT = 0.5  # below this a quantised file is broken, not just rounded
 
 
@@ -46,9 +48,9 @@ MIN_QUANTISED_AGREEMENT = 0.5  # below this a quantised file is broken, not just
 def export_gguf(
     context: ExportContext,
     *,
-    types: Sequence[str] | None = None,
+    types: Sequence[GgufType] | None = None,
     llama_cpp: Path | str | None = None,
-    converter: str = "auto",
+    converter: Converter = "auto",
     pre_tokenizer: str | None = None,
 ) -> None:
     """GGUF files named `<model>-<type>.gguf`.

@@ -15,7 +15,7 @@ import gc
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from tailorlm.export import ExportContext, ExportError, target
 from tailorlm.export.parity import (
@@ -29,11 +29,12 @@ from tailorlm.export.parity import (
 )
 from tailorlm.workspace import sha256_file
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+DTYPES: tuple[str, ...] = get_args(Dtype)
 
 
 @target("merge", folder="merged")
-def export_merged(context: ExportContext, *, dtype: str = "auto") -> None:
+def export_merged(context: ExportContext, *, dtype: Dtype = "auto") -> None:
     """Merged safetensors + tokenizer + chat template + generation config (loads without peft).
 
     Args:

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from tailorlm.export import ExportContext, ExportError, target
-from tailorlm.export.gguf import write_gguf
+from tailorlm.export.gguf import Converter, GgufType, write_gguf
 from tailorlm.formats.templates import render, stop_strings
 
 Messages = Sequence[dict[str, str]]
@@ -211,16 +211,18 @@ def template_difference(tokenizer: Any, family: Family) -> str | None:
 def export_ollama(
     context: ExportContext,
     *,
-    quantization: str = "q8_0",
+    quantization: GgufType = "q8_0",
     llama_cpp: Path | str | None = None,
-    converter: str = "auto",
+    converter: Converter = "auto",
     pre_tokenizer: str | None = None,
 ) -> None:
     """`model.gguf` and a `Modelfile` (TEMPLATE, stop parameters, SYSTEM) for `ollama create`.
 
     Args:
         quantization: The GGUF type of model.gguf: f16, q8_0 or q4_K_M (needs llama-quantize).
-        llama_cpp, converter, pre_tokenizer: As for the gguf target.
+        llama_cpp: A llama.cpp checkout (default `$TAILORLM_LLAMA_CPP`, ~/llama.cpp, /opt/llama.cpp).
+        converter: auto (llama.cpp's when a checkout is found, else built-in), llama.cpp, or builtin.
+        pre_tokenizer: llama.cpp's name for the tokenizer's pre-tokenizer, when it can't be recognised.
     """
     from tailorlm.modeling import load_tokenizer
 

@@ -11,10 +11,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from tailorlm.errors import UserError
 from tailorlm.formats.examples import Example, Message
 
 
-class DatasetError(ValueError):
+class DatasetError(UserError, ValueError):
     """A dataset file with invalid lines; the message lists them as `file:line: reason`."""
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tailorlm.errors import UserError
 from tailorlm.formats.examples import Example
 
 CHATML_TEMPLATE = (
@@ -27,7 +28,7 @@ CHATML_TEMPLATE = (
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "</s>", "<｜end▁of▁sentence｜>")
 
 
-class TemplateError(ValueError):
+class TemplateError(UserError, ValueError):
     """The chat template can't render these messages (the message says why)."""
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from tailorlm.config import Project, Source
 from tailorlm.dataset_splits import SPLITS
 from tailorlm.documents import Document, Ingest, load_documents
+from tailorlm.errors import UserError
 from tailorlm.formats.examples import Example
 from tailorlm.prepare.card import CardInputs, build_card, render_markdown
 from tailorlm.prepare.clean import Scrubber, filter_examples
@@ -68,7 +69,7 @@ Progress = Callable[[str], None]
 SHOWN_READER_WARNINGS = 5  # per file in the card; the ingest audit event has them all
 
 
-class PrepareError(ValueError):
+class PrepareError(UserError, ValueError):
     """Sources that can't become a dataset; the message names the sources or files. Nothing was written."""
 
 

@@ -33,13 +33,14 @@ from typing import Any
 
 from tailorlm.config import SplitSettings
 from tailorlm.dataset_splits import SPLITS
+from tailorlm.errors import UserError
 from tailorlm.formats.examples import Example
 
 MIN_EXAMPLES = 3
 SHOWN_PAIRS = 10
 
 
-class SplitError(ValueError):
+class SplitError(UserError, ValueError):
     """A dataset that can't be split as asked (too few examples)."""
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tailorlm.errors import NotFound
 from tailorlm.registry.meta import (
     META_MODELS,
     ArtifactMeta,
@@ -157,7 +158,7 @@ class Registry:
     def get(self, artifact_id: str) -> Artifact:
         row = self._connection.execute("SELECT * FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()
         if row is None:
-            raise KeyError(artifact_id)
+            raise NotFound(f"no artifact {artifact_id!r} in this workspace")
         return Artifact.from_row(row)
 
     def find(

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from tailorlm.errors import UserError
 from tailorlm.registry.store import now
 from tailorlm.workspace import Workspace
 
@@ -28,7 +29,7 @@ SCOPES: tuple[str, ...] = ("chat", "admin")
 PREFIX = "tlm"
 
 
-class UnknownKey(LookupError):
+class UnknownKey(UserError, LookupError):
     """No key with this id."""
 
 

@@ -17,14 +17,18 @@ from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tailorlm.config import ServeSettings
+
+_DEFAULTS = ServeSettings()  # the one place the defaults are written
+
 
 @dataclass(frozen=True)
 class Limits:
     """What one request may ask of the server."""
 
-    max_body_bytes: int = 1_000_000
-    max_tokens_cap: int = 1024
-    rate_limit_per_minute: int = 600  # requests per key; 0 turns the limit off
+    max_body_bytes: int = _DEFAULTS.max_body_bytes
+    max_tokens_cap: int = _DEFAULTS.max_tokens_cap
+    rate_limit_per_minute: int = _DEFAULTS.rate_limit_per_minute  # requests per key; 0 turns the limit off
 
     def __post_init__(self) -> None:
         if self.max_body_bytes < 1:

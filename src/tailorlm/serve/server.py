@@ -16,17 +16,20 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm import offline
+from tailorlm.config import ServeSettings
+from tailorlm.errors import UserError
 from tailorlm.modeling import ModelRef, resolve_model
 from tailorlm.workspace import Workspace
 
 logger = logging.getLogger(__name__)
+_DEFAULTS = ServeSettings()  # the defaults are written once, in config.ServeSettings
 
 
-class ServeError(ValueError):
+class ServeError(UserError, ValueError):
     """The server can't start with these settings (the message says what to change)."""
 
 
-class DeployError(RuntimeError):
+class DeployError(UserError, RuntimeError):
     """The running server refused the model (its error message is included)."""
 
 
@@ -55,19 +58,19 @@ def serve(
     workspace: Workspace,
     *,
     models: list[str],
-    host: str = "127.0.0.1",
-    port: int = 8000,
-    no_auth: bool = False,
-    max_body_bytes: int = 1_000_000,
-    max_tokens_cap: int = 1024,
-    rate_limit_per_minute: int = 600,
-    log_texts: bool = False,
-    log_retention_days: float | None = 30,
+    host: str = _DEFAULTS.host,
+    port: int = _DEFAULTS.port,
+    no_auth: bool = not _DEFAULTS.auth,
+    max_body_bytes: int = _DEFAULTS.max_body_bytes,
+    max_tokens_cap: int = _DEFAULTS.max_tokens_cap,
+    rate_limit_per_minute: int = _DEFAULTS.rate_limit_per_minute,
+    log_texts: bool = _DEFAULTS.log_texts,
+    log_retention_days: float | None = _DEFAULTS.log_retention_days,
     base_model: Path | None = None,
     device: str | None = None,
-    max_batch_size: int = 8,
-    max_queue: int = 64,
-    threads: int | None = None,
+    max_batch_size: int = _DEFAULTS.max_batch_size,
+    max_queue: int = _DEFAULTS.max_queue,
+    threads: int | None = _DEFAULTS.threads,
 ) -> None:
     """Serve registered models over the OpenAI-compatible API until interrupted.
 

@@ -16,6 +16,7 @@ import yaml
 from tailorlm.bases import resolve_base
 from tailorlm.config import Project, TrainSettings
 from tailorlm.dataset_splits import load_split
+from tailorlm.errors import UserError
 from tailorlm.modeling import check_model_dir, load_tokenizer
 from tailorlm.registry import Artifact, RunMeta
 from tailorlm.train.data import EmptyDatasetError, tokenize_split
@@ -31,7 +32,7 @@ from tailorlm.workspace import (
 )
 
 
-class TrainError(ValueError):
+class TrainError(UserError, ValueError):
     """A run that can't start or go on; the message says what to change."""
 
 

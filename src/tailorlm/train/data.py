@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from tailorlm.errors import UserError
 from tailorlm.formats.examples import Example
 from tailorlm.formats.templates import tokenize_example
 
 
-class EmptyDatasetError(ValueError):
+class EmptyDatasetError(UserError, ValueError):
     """Nothing left to train on."""
 
 

@@ -26,10 +26,11 @@ from typing import Any
 
 from tailorlm.config import Project, Source
 from tailorlm.documents import Document
+from tailorlm.errors import UserError
 from tailorlm.formats.examples import Example
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError, ValueError):
     """A source that can't be turned into examples; the message names the file and the fix."""
 
 
