@@ -29,7 +29,6 @@ from tailorlm import offline
 from tailorlm.config import Method, ServeSettings
 from tailorlm.errors import UserError
 from tailorlm.output import console, err, print_error, print_json, print_table, show
-from tailorlm.pipeline import table_of
 
 app = typer.Typer(
     help="Fine-tune open LLMs on your company's own data, on your own machines.",
@@ -153,6 +152,14 @@ def _project(workspace, path: Path | None, *, required: bool = True):
         f"no project file in {workspace.root} or the current folder",
         hint=f"pass --project FILE, or create {workspace.project_file} with `tailorlm init`",
     )
+
+
+def _say(message: Any = "", *args: Any, **kwargs: Any) -> None:
+    """Progress lines of `run` and `quickstart`; tables among them are printed uncut (see `show`)."""
+    if isinstance(message, str):
+        console.print(message, *args, **{"soft_wrap": True, **kwargs})  # a command stays on one line
+    else:
+        show(message)
 
 
 def _as_dict(item: Any) -> Any:
@@ -451,7 +458,7 @@ def eval_(
         if as_json:
             print_json(diff.to_json())
         else:
-            show(table_of(*diff.table()))
+            print_table(*diff.table())
         return
     if cases is not None and not cases.is_file():
         raise FileNotFoundError(f"cases file not found: {cases}")
@@ -464,7 +471,7 @@ def eval_(
             {"evaluation": result.evaluation.id, "path": str(result.path), "gate": verdict, "summary": result.summary}
         )
     else:
-        show(table_of(*ev.summary_table(result.summary)))
+        print_table(*ev.summary_table(result.summary))
         console.print(f"Report: {result.path / 'report.html'}")
     if result.gate is not None:
         if not as_json:
@@ -555,7 +562,7 @@ def run_all(
     from tailorlm.pipeline import run_project
 
     ws = _workspace(workspace)
-    run_project(ws, _project(ws, project), force=force, say=console.print)
+    run_project(ws, _project(ws, project), force=force, say=_say)
 
 
 @app.command()
@@ -575,7 +582,7 @@ def quickstart(
     """
     from tailorlm.quickstart import run_quickstart
 
-    run_quickstart(_workspace(workspace, create=True), base_model=base_model, smoke=smoke, say=console.print)
+    run_quickstart(_workspace(workspace, create=True), base_model=base_model, smoke=smoke, say=_say)
 
 
 # --- lists and lineage -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ anything else raises `NetworkRefused` naming the host.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import socket
 from collections.abc import Iterable
@@ -90,4 +91,14 @@ def enforce(allow_hosts: Iterable[str] = ()) -> None:
     allow(allow_hosts)
     if not _installed:
         socket.socket.connect = _guarded_connect  # type: ignore[method-assign, assignment]
+        # bitsandbytes tries to fetch a CPU kernel from the Hub on import (so on every model load) and
+        # warns when it can't; offline it never can, and the built-in CPU path is used instead.
+        logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_HubKernelNotice())
         _installed = True
+
+
+class _HubKernelNotice(logging.Filter):
+    """Drops bitsandbytes' "Failed to load CPU gemm_4bit_forward from kernels-community" warning."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "kernels-community" not in str(record.msg)

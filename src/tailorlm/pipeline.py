@@ -81,9 +81,7 @@ def _counts(counts: dict[str, Any]) -> str:
 
 
 def table_of(headers: list[str], rows: list[list[Any]]) -> Any:
-    from rich.table import Table
+    """A table whose cells wrap instead of being cut (`finetun…`); see tailorlm.output."""
+    from tailorlm.output import table
 
-    table = Table(*headers, box=None, padding=(0, 2))
-    for row in rows:
-        table.add_row(*(str(cell) for cell in row))
-    return table
+    return table(headers, rows)

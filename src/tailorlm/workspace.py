@@ -42,10 +42,30 @@ class MissingWorkspace(UserError, FileNotFoundError):
 # --- atomic writes and hashing -------------------------------------------------------------------
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (/proc), else set and restored."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_mode(*, folder: bool = False, executable: bool = False) -> int:
+    """The mode `open()` or `mkdir()` would give under the umask (mkstemp/mkdtemp give 0600/0700):
+    0644 files and 0755 folders under umask 022, so colleagues and service accounts can read artifacts."""
+    return (0o777 if folder or executable else 0o666) & ~current_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, default_mode())
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
@@ -191,6 +211,7 @@ class Workspace:
         final.parent.mkdir(parents=True, exist_ok=True)
         temp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".staging"))
         try:
+            temp.chmod(default_mode(folder=True))
             yield temp
             if final.exists():
                 shutil.rmtree(final)

@@ -93,7 +93,7 @@ class DenseRetriever:
         except ImportError:
             raise EvalError(
                 "dense retrieval needs sentence-transformers: `pip install -c constraints.txt "
-                "sentence-transformers`, or drop the embedding model to use BM25"
+                "'tailorlm[embeddings]'`, or drop evaluate.rag_embedding_model to use BM25"
             ) from None
         if not Path(model_path).is_dir():
             raise EvalError(f"embedding model not found: {model_path} (a local directory; nothing is downloaded)")

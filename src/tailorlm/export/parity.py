@@ -146,7 +146,9 @@ def llama_cpp_available() -> str | None:
     try:
         import llama_cpp  # noqa: F401
     except ImportError:
-        return "llama-cpp-python not installed (pip install llama-cpp-python; see docs/export.md)"
+        return (
+            "llama-cpp-python not installed (pip install -c constraints.txt 'tailorlm[llama-cpp]'; see docs/export.md)"
+        )
     except Exception as error:  # a broken native build raises OSError/RuntimeError on import
         return f"llama-cpp-python can't be loaded: {error}"
     return None

@@ -21,7 +21,7 @@ from pathlib import Path
 from tailorlm.export import ExportContext, ExportError, load_model_ref, target
 from tailorlm.modeling import ModelRef
 from tailorlm.registry import ModelMeta
-from tailorlm.workspace import atomic_write_json, atomic_write_text, sha256_file
+from tailorlm.workspace import atomic_write_json, atomic_write_text, default_mode, sha256_file
 
 # vLLM accepts these values for --max-lora-rank; an adapter's rank is rounded up to the next one.
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
@@ -199,7 +199,7 @@ def _write_launch(context: ExportContext, arguments: list[str], relative: dict[s
     )
     launch = context.output / "launch.sh"
     atomic_write_text(launch, script)
-    launch.chmod(0o755)
+    launch.chmod(default_mode(executable=True))
 
 
 def _export_full(context: ExportContext, port: int) -> None:
