@@ -42,7 +42,7 @@ data_app = typer.Typer(
 export_app = typer.Typer(
     help="Export a model for other engines (merged weights, GGUF, Ollama, vLLM).", no_args_is_help=True
 )
-models_app = typer.Typer(help="Registered models.", invoke_without_command=True)
+models_app = typer.Typer(invoke_without_command=True)  # help: the `models` callback's docstring
 keys_app = typer.Typer(help="API keys for `tailorlm serve`.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(export_app, name="export")
