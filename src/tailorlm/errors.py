@@ -39,4 +39,4 @@ class NotFound(UserError, KeyError):
     A KeyError as well, so look-ups that catch KeyError (a registry miss) keep working.
     """
 
-    hint = "list what exists with `tailorlm runs`, `tailorlm models` or `tailorlm lineage`"
+    hint = "see what exists with `tailorlm runs` and `tailorlm models`"

@@ -170,3 +170,45 @@ def test_version():
     assert result.exit_code == 0
     assert result.output.strip().startswith("tailorlm ") and result.output.strip().split()[1][0].isdigit()
     assert __version__ in result.output or result.output.count(".") >= 2
+
+
+# --- a typo is not a new workspace -------------------------------------------------------------------
+
+CREATORS = {("init",), ("quickstart",)}
+
+
+def verbs_with_a_workspace() -> list[list[str]]:
+    """Every verb with --workspace except those that create one, with dummies for required parameters."""
+    verbs = []
+    for path, command in leaf_commands():
+        if path in CREATORS or not any(p.name == "workspace" for p in command.params):
+            continue
+        args = list(path)
+        for param in command.params:
+            if param.required:
+                args += ["x"] if param.param_type_name == "argument" else [param.opts[0], "x"]
+        verbs.append(args)
+    return verbs
+
+
+def test_every_verb_but_init_and_quickstart_refuses_a_missing_workspace(tmp_path):
+    verbs = verbs_with_a_workspace()
+    assert len(verbs) >= 20
+    typo = tmp_path / "nonexist-ws"
+    for args in verbs:
+        result = CliRunner().invoke(app, [*args, "--workspace", str(typo)])
+        assert result.exit_code == 1, (args, result.output, result.exception)
+        assert f"no workspace at {typo}" in result.stderr, (args, result.stderr)
+        assert not typo.exists(), args
+
+
+def test_the_workspace_variable_is_checked_too(tmp_path, monkeypatch):
+    monkeypatch.setenv("TAILORLM_WORKSPACE", str(tmp_path / "typo"))
+    result = CliRunner().invoke(app, ["runs"])
+    assert result.exit_code == 1 and "no workspace at" in result.stderr and not (tmp_path / "typo").exists()
+
+
+def test_init_creates_a_workspace_that_the_other_verbs_then_accept(tmp_path):
+    assert CliRunner().invoke(app, ["init", "--workspace", str(tmp_path / "ws")]).exit_code == 0
+    result = CliRunner().invoke(app, ["runs", "--workspace", str(tmp_path / "ws"), "--json"])
+    assert result.exit_code == 0 and result.stdout.strip() == "[]"

@@ -319,7 +319,7 @@ def load_model_ref(workspace: Workspace, reference: str) -> ModelRef:
     try:
         model = resolve_model(workspace, reference)
     except NotFound as error:
-        raise ExportError(str(error)) from None
+        raise ExportError(str(error), hint=error.hint) from None
     except KeyError:
         raise ExportError(f"no run {reference!r} in this workspace (see `tailorlm runs`)") from None
     if not model.artifact_dir.is_dir():
