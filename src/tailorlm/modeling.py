@@ -168,7 +168,10 @@ class ModelRef:
 def resolve_model(workspace: Workspace, reference: str | None = None) -> ModelRef:
     """A registered model (`name`, `name@vN`, model id) or a run id, ready to load."""
     if reference and reference.startswith("run-"):
-        run = workspace.registry.get(reference)
+        try:
+            run = workspace.registry.get(reference)
+        except NotFound:
+            raise NotFound(f"no run {reference!r} in this workspace", hint="see `tailorlm runs`") from None
         if run.status != "complete":
             raise NotFound(f"run {reference} is {run.status}, not complete: it has no model to load")
         run_meta = run.meta_as(RunMeta)
