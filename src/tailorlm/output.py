@@ -2,6 +2,7 @@
 
 * Tables never elide: on a terminal a long id or path folds onto the next line of its cell; in a
   pipe or a file the table is printed at its natural width, so ids stay whole and greppable.
+* Lines are not re-wrapped: a long path or a command to copy stays on one line.
 * `--json` output is plain JSON on stdout (no colours, no wrapping), for scripts.
 * Errors a user can fix (`tailorlm.errors.UserError`) are one `error:` line and a `hint:` line on
   stderr.
@@ -17,8 +18,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err = Console(stderr=True)
+# soft_wrap: a line (a path, a command to copy) is never broken by us; the terminal wraps it.
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], **options: Any) -> Table:

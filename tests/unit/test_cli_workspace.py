@@ -197,12 +197,14 @@ def test_the_hint_says_what_to_do(trained):
 
 
 def test_eval_prints_its_summary_as_json_and_as_an_uncut_table(trained):
-    root, run_id = trained
+    root, _ = trained
     summary = json.loads(ok("eval", "-w", root, "--baseline", "base", "--json").stdout)
     assert summary["evaluation"].startswith("eval-") and Path(summary["path"], "summary.json").is_file()
     assert set(summary["summary"]["scores"]) >= {"base"} and len(summary["summary"]["scores"]) == 2
     table = ok("eval", "-w", root, "--baseline", "base").stdout
-    assert "…" not in table and run_id in table  # the candidate's name whole, not `finetun…`
-    again = next(line.split("/")[-2] for line in table.splitlines() if line.startswith("Report:"))
+    assert "…" not in table and "finetuned" in table  # the candidate's name whole, not `finetun…`
+    report = next(line for line in table.splitlines() if line.startswith("Report: "))
+    assert Path(report.removeprefix("Report: ")).is_file()  # the path on one line, whole
+    again = Path(report.removeprefix("Report: ")).parent.name
     diff = json.loads(ok("eval", "-w", root, "--compare", summary["evaluation"], again, "--json").stdout)
     assert diff["before"] == summary["evaluation"] and diff["after"] == again

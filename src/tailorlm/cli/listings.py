@@ -1,0 +1,255 @@
+"""What is in the workspace: `runs`, `models`, `lineage`, `audit` and the `data` verbs. Tables keep ids
+and paths whole (see tailorlm.output) and each listing takes `--json`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from tailorlm.cli import app, data_app, models_app
+from tailorlm.cli.common import JsonOption, ProjectOption, WorkspaceOption, _as_dict, _project, _workspace, command
+from tailorlm.output import console, print_json, print_table
+
+# --- lists and lineage -------------------------------------------------------------------------------
+
+
+@app.command()
+@command
+def runs(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """List training runs.
+
+    \b
+    Example:
+      tailorlm runs --workspace ws --json
+    """
+    ws = _workspace(workspace)
+    found = ws.registry.find("run")
+    if as_json:
+        print_json([_as_dict(run) for run in found])
+        return
+    rows = []
+    for run in found:
+        metrics = run.meta.get("metrics", {})
+        rows.append(
+            [
+                run.id,
+                run.status,
+                run.meta.get("method", ""),
+                run.meta.get("dataset", ""),
+                _fmt(metrics.get("train_loss")),
+                _fmt(metrics.get("eval_loss")),
+                run.created_at,
+            ]
+        )
+    print_table(["run", "status", "method", "dataset", "train loss", "val loss", "created"], rows)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else ""
+
+
+@models_app.callback()
+@command
+def models(ctx: typer.Context, workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
+    """List registered models (or: tailorlm models deploy NAME).
+
+    \b
+    Example:
+      tailorlm models --workspace ws --json
+    """
+    if ctx.invoked_subcommand:
+        return
+    ws = _workspace(workspace)
+    found = ws.registry.find("model")
+    if as_json:
+        print_json([_as_dict(model) for model in found])
+        return
+    rows = [
+        [
+            f"{model.name}@{model.version}",
+            model.meta.get("run", ""),
+            model.meta.get("method", ""),
+            model.meta.get("base_model", ""),
+            model.meta.get("evaluation") or "",
+            model.created_at,
+        ]
+        for model in found
+    ]
+    print_table(["model", "run", "method", "base model", "evaluation", "created"], rows)
+
+
+@app.command()
+@command
+def lineage(
+    artifact: Annotated[
+        str, typer.Argument(help="Artifact id (model-…, run-…, dataset-…, eval-…) or a model/dataset name@version.")
+    ],
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Trace an artifact back to the files it came from.
+
+    \b
+    Example:
+      tailorlm lineage acme-support@v1 --workspace ws
+    """
+    ws = _workspace(workspace)
+    start = ws.lookup(artifact)
+    chain = [start, *ws.registry.lineage(start.id)]
+    if as_json:
+        print_json([_as_dict(item) for item in chain])
+        return
+    rows = [
+        [
+            item.kind,
+            item.id,
+            item.meta.get("source_path", item.name) if item.kind == "document" else item.name,
+            item.hash[:16],
+        ]
+        for item in chain
+    ]
+    print_table(["kind", "id", "name", "hash"], rows)
+
+
+@app.command()
+@command
+def audit(
+    workspace: WorkspaceOption = None,
+    last: Annotated[int, typer.Option(help="How many of the latest events to show (0: all).")] = 15,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify the audit log's hash chain and print its last events (exit 1 when the chain is broken).
+
+    \b
+    Example:
+      tailorlm audit --workspace ws --last 50
+    """
+    ws = _workspace(workspace)
+    ok, message = ws.audit.verify()
+    events = ws.audit.events()
+    events = events[-last:] if last > 0 else events
+    if as_json:
+        print_json({"intact": ok, "message": message, "events": events})
+    else:
+        rows = [[e["time"], e["user"], e["action"], ", ".join(e["outputs"])] for e in events]
+        print_table(["time", "user", "action", "outputs"], rows)
+        console.print(("[green]" if ok else "[red]") + message + "[/]")
+    if not ok:
+        raise typer.Exit(1)
+
+
+# --- data --------------------------------------------------------------------------------------------
+
+TRAINED_MARKS = ("{+", "+}")  # around trained tokens when colours can't show (a pipe, a log)
+
+
+@data_app.command("inspect")
+@command
+def data_inspect(
+    dataset: Annotated[str, typer.Argument(help="Dataset name, name@version, id, or a JSONL file.")],
+    workspace: WorkspaceOption = None,
+    project: ProjectOption = None,
+    split: Annotated[str, typer.Option(help="train, val or test.")] = "train",
+    n: Annotated[int, typer.Option("-n", help="How many examples.")] = 3,
+    base_model: Annotated[
+        Path | None, typer.Option(help="Tokenizer to render with (default: the project's base model).")
+    ] = None,
+    max_length: Annotated[int | None, typer.Option(help="Truncation length (default: train.max_length).")] = None,
+) -> None:
+    """Render examples exactly as training sees them: trained tokens highlighted, masked tokens dim.
+
+    Not on a terminal (a pipe, a log), trained tokens are marked {+like this+} instead.
+
+    \b
+    Example:
+      tailorlm data inspect acme-support@v1 --workspace ws -n 1
+    """
+    from tailorlm.datasets import load_examples
+    from tailorlm.formats.templates import inspect_segments
+    from tailorlm.train.model import check_model_dir, load_tokenizer
+
+    ws = _workspace(workspace)
+    proj = None
+    if base_model is None or max_length is None:
+        proj = _project(ws, project)
+    tokenizer = load_tokenizer(check_model_dir(base_model or proj.resolve(proj.base_model)))
+    limit = max_length or proj.train.max_length
+    examples = load_examples(ws, dataset, split)
+    colours = console.is_terminal
+    if colours:
+        console.print("[dim]legend:[/] [dim]masked (no loss)[/] [bold green on grey15]trained (loss)[/]")
+    else:
+        console.print(f"legend: masked (no loss) as is, {TRAINED_MARKS[0]}trained (loss){TRAINED_MARKS[1]}")
+    for example in examples[:n]:
+        if colours:
+            console.rule(f"{example.id}  source {example.source or '-'}")
+        else:
+            console.print(f"--- {example.id}  source {example.source or '-'}", markup=False, highlight=False)
+        for text, trained in inspect_segments(tokenizer, example, limit):
+            if not colours:
+                text = f"{TRAINED_MARKS[0]}{text}{TRAINED_MARKS[1]}" if trained else text
+            style = ("bold green on grey15" if trained else "dim") if colours else None
+            console.print(text, style=style, end="", markup=False, highlight=False, soft_wrap=True)
+        console.print()
+
+
+@data_app.command("show")
+@command
+def data_show(
+    dataset: Annotated[str, typer.Argument(help="Dataset name, name@version or id.")],
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Print a dataset's card.
+
+    \b
+    Example:
+      tailorlm data show acme-support@v1 --workspace ws --json
+    """
+    from rich.markdown import Markdown
+
+    ws = _workspace(workspace)
+    artifact = ws.resolve("dataset", dataset)
+    folder = ws.path_of(artifact)
+    if as_json:
+        card = folder / "card.json"
+        print_json(
+            {"dataset": _as_dict(artifact), "card": json.loads(card.read_text("utf-8")) if card.is_file() else None}
+        )
+    elif (folder / "card.md").is_file():
+        console.print(Markdown((folder / "card.md").read_text(encoding="utf-8")))
+    else:
+        print_json(artifact.meta)
+
+
+@data_app.command("import")
+@command
+def data_import(
+    file: Annotated[
+        Path, typer.Argument(help="JSONL in messages, alpaca, sharegpt, prompt/completion or text format.")
+    ],
+    name: Annotated[str | None, typer.Option(help="Dataset name (default: the project's dataset).")] = None,
+    workspace: WorkspaceOption = None,
+    project: ProjectOption = None,
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Skip invalid lines (counted and recorded) instead of refusing.")
+    ] = False,
+) -> None:
+    """Import an existing JSONL dataset as a new dataset version (split into train/val/test).
+
+    \b
+    Example:
+      tailorlm data import tickets.jsonl --name tickets --workspace ws --skip-invalid
+    """
+    from tailorlm.datasets import import_dataset
+
+    ws = _workspace(workspace)
+    if not file.is_file():
+        raise FileNotFoundError(f"dataset file not found: {file}")
+    artifact = import_dataset(ws, file, project=_project(ws, project), name=name, skip_invalid=skip_invalid)
+    console.print(f"Imported [bold]{artifact.name}@{artifact.version}[/]: {artifact.meta.get('counts')}")
+    if skipped := artifact.meta.get("skipped", {}).get("dataset: invalid line"):
+        console.print(f"[yellow]skipped {skipped} invalid line(s) (recorded in the dataset card)[/]")
