@@ -118,6 +118,7 @@ def test_cli_refuses_bad_files_without_traceback(tmp_path: Path) -> None:
     fake = tmp_path / "notes.gguf"
     fake.write_text("not a model")
     odd = _gguf_with_architecture(tmp_path / "odd.gguf", "rwkv9000")
+    Workspace(tmp_path / "ws").close()  # a missing workspace is refused before the file is looked at
     for bad, expected in ((fake, "is not a GGUF file"), (odd, "rwkv9000"), (tmp_path / "missing.gguf", "not found")):
         done = subprocess.run(
             [sys.executable, "-m", "tailorlm.cli", "base", "import", str(bad), "-w", str(tmp_path / "ws")],

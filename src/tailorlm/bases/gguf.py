@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tailorlm.errors import UserError
+
 GGUF_MAGIC = b"GGUF"
 DTYPES = ("float32", "bfloat16", "float16")
 
 
-class BaseModelError(ValueError):
+class BaseModelError(UserError, ValueError):
     """A base model that can't be imported or found; the message names the file and the problem."""
 
 

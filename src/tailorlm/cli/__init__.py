@@ -55,7 +55,12 @@ keys_app = typer.Typer(help="API keys for `tailorlm serve`.", no_args_is_help=Tr
 app.add_typer(data_app, name="data")
 app.add_typer(export_app, name="export")
 app.add_typer(models_app, name="models")
+base_app = typer.Typer(
+    help="Base models: import a GGUF file (Ollama, llama.cpp, a model package) once, list what is registered.",
+    no_args_is_help=True,
+)
 app.add_typer(keys_app, name="keys")
+app.add_typer(base_app, name="base")
 
 
 def _version(value: bool) -> None:
@@ -385,19 +390,30 @@ def run_all(
 def quickstart(
     workspace: WorkspaceOption = None,
     base_model: Annotated[
-        Path | None, typer.Option(help="A local model directory (default: build a small demo model).")
+        str | None,
+        typer.Option(
+            help="Run the project file's own settings on this base instead: a model directory, a .gguf file "
+            "or a registered base."
+        ),
     ] = None,
+    tiny: Annotated[
+        bool, typer.Option(help="A small random-weight model built here: the mechanics in a few minutes.")
+    ] = False,
     smoke: Annotated[bool, typer.Option(help="A one-minute run with a tiny model, to check an installation.")] = False,
 ) -> None:
     """The whole journey on the bundled sample company: ingest → prepare → train → eval → register.
 
+    By default it fine-tunes SmolLM2-135M-Instruct (installed by `make demo`); exits 1 when the gate fails.
+
     \b
     Example:
-      tailorlm quickstart --workspace demo --smoke
+      tailorlm quickstart --workspace demo-ws
     """
     from tailorlm.quickstart import run_quickstart
 
-    run_quickstart(_workspace(workspace, create=True), base_model=base_model, smoke=smoke, say=_say)
+    result = run_quickstart(_workspace(workspace, create=True), base_model=base_model, tiny=tiny, smoke=smoke, say=_say)
+    if result.model is None:
+        raise typer.Exit(1)
 
 
 # --- export and keys ---------------------------------------------------------------------------------
@@ -445,7 +461,7 @@ _add_export_commands()
 
 
 # The other verbs register themselves on import; they use the apps above, so this comes last.
-from tailorlm.cli import listings, serving  # noqa: E402, F401
+from tailorlm.cli import base_models, listings, serving  # noqa: E402, F401
 
 
 def main() -> None:

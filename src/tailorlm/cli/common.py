@@ -79,6 +79,7 @@ def _workspace(path: Path | None, *, create: bool = False):
 
 
 def _project(workspace, path: Path | None, *, required: bool = True):
+    from tailorlm.bases import with_base_dir
     from tailorlm.config import ConfigError, load_project
 
     candidates = [path] if path else [workspace.project_file, Path("tailorlm.yaml")]
@@ -86,7 +87,7 @@ def _project(workspace, path: Path | None, *, required: bool = True):
         if candidate and candidate.is_file():
             project = load_project(candidate)
             offline.allow(project.allow_hosts)
-            return project
+            return with_base_dir(workspace, project, say=console.print)
     if path is not None:
         raise ConfigError(f"project file not found: {path}")
     if not required:
