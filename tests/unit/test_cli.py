@@ -212,3 +212,24 @@ def test_init_creates_a_workspace_that_the_other_verbs_then_accept(tmp_path):
     assert CliRunner().invoke(app, ["init", "--workspace", str(tmp_path / "ws")]).exit_code == 0
     result = CliRunner().invoke(app, ["runs", "--workspace", str(tmp_path / "ws"), "--json"])
     assert result.exit_code == 0 and result.stdout.strip() == "[]"
+
+
+def test_serve_defaults_are_written_once():
+    import inspect
+
+    from tailorlm.serve.limits import Limits
+    from tailorlm.serve.server import serve
+
+    defaults = ServeSettings()
+    limits = Limits()
+    assert (limits.max_body_bytes, limits.max_tokens_cap, limits.rate_limit_per_minute) == (
+        defaults.max_body_bytes,
+        defaults.max_tokens_cap,
+        defaults.rate_limit_per_minute,
+    )
+    parameters = inspect.signature(serve).parameters
+    for name, value in defaults.model_dump().items():
+        if name == "auth":
+            assert parameters["no_auth"].default is (not value)
+        else:
+            assert parameters[name].default == value, name
