@@ -184,7 +184,7 @@ def test_a_mistake_is_a_message_not_a_traceback(trained, args):
     assert result.exit_code != 0, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert "Traceback" not in result.output
-    if result.exit_code == 1 and args != ["init"]:
+    if result.exit_code == 1:
         assert result.stderr.startswith("error: "), result.output
 
 

@@ -16,7 +16,7 @@ import sys
 import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -36,10 +36,13 @@ from tailorlm.cli.common import (
     command,
 )
 from tailorlm.config import Method
+from tailorlm.errors import UserError
 from tailorlm.output import console, err, print_json, print_table
 
-app = typer.Typer(
-    help="Fine-tune open LLMs on your company's own data, on your own machines.",
+if TYPE_CHECKING:
+    from tailorlm.export import Target
+
+app = typer.Typer(  # help: the `root` callback's docstring
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -52,13 +55,13 @@ export_app = typer.Typer(
 )
 models_app = typer.Typer(invoke_without_command=True)  # help: the `models` callback's docstring
 keys_app = typer.Typer(help="API keys for `tailorlm serve`.", no_args_is_help=True)
-app.add_typer(data_app, name="data")
-app.add_typer(export_app, name="export")
-app.add_typer(models_app, name="models")
 base_app = typer.Typer(
     help="Base models: import a GGUF file (Ollama, llama.cpp, a model package) once, list what is registered.",
     no_args_is_help=True,
 )
+app.add_typer(data_app, name="data")
+app.add_typer(export_app, name="export")
+app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(base_app, name="base")
 
@@ -112,8 +115,9 @@ def init(
 
     ws = _workspace(workspace, create=True)
     if ws.project_file.exists():
-        err.print(f"[yellow]{ws.project_file} already exists; left unchanged[/]")
-        raise typer.Exit(1)
+        raise UserError(
+            f"{ws.project_file} already exists; left unchanged", hint="edit it, or give another --workspace"
+        )
     atomic_write_text(ws.project_file, project_template(name, base_model))
     ws.audit.append("init", outputs=[str(ws.project_file)])
     console.print(f"Created {ws.project_file}. Edit its sources and base_model, then `tailorlm run`.")
@@ -416,10 +420,10 @@ def quickstart(
         raise typer.Exit(1)
 
 
-# --- export and keys ---------------------------------------------------------------------------------
+# --- export ------------------------------------------------------------------------------------------
 
 
-def _export_command(target: Any) -> Callable[..., None]:
+def _export_command(target: Target) -> Callable[..., None]:
     """`tailorlm export <target> MODEL [--option ...]`, every option read from the target registry."""
     from tailorlm.export import shared_options
 
