@@ -44,7 +44,7 @@ def show(renderable: Any, *, to: Console | None = None) -> None:
     """Print a table (or any renderable) without cutting it: full width when not on a terminal."""
     target = to or console
     if target.is_terminal:
-        target.print(renderable)
+        target.print(renderable, soft_wrap=False)  # wrapped (folded) to the terminal's width
     else:
         natural = target.measure(renderable, options=target.options.update_width(1_000_000)).maximum
         Console(file=target.file, width=max(target.width, natural), highlight=False).print(renderable, crop=False)

@@ -80,6 +80,17 @@ def test_tables_keep_ids_whole_at_80_columns(trained, tiny_model_dir):
     assert str(tiny_model_dir) in ok("models", "-w", root).stdout  # a long path, whole, in a pipe
 
 
+def test_data_show_prints_the_whole_card_in_a_pipe(trained):
+    root, _ = trained
+    long_path = "/srv/acme/exports/2026/customer-support/tickets-with-a-long-name-" + "x" * 40 + ".csv"
+    card = f"# tiny v1\n\n| source | examples |\n|---|---|\n| {long_path} | 40 |\n"
+    (root / "datasets" / "tiny" / "v1" / "card.md").write_text(card)  # as prepare writes one
+    try:
+        assert ok("data", "show", "tiny", "-w", root).stdout == card  # whole, not `tickets-with…`
+    finally:
+        (root / "datasets" / "tiny" / "v1" / "card.md").unlink()
+
+
 def test_on_a_terminal_cells_fold_instead_of_eliding():
     terminal = Console(force_terminal=True, width=30, record=True, color_system=None)
     long_id = "run-20261204-183443-abcdef-with-a-very-long-suffix-0123456789"
@@ -118,7 +129,9 @@ def test_serve_takes_its_settings_from_the_project_file(trained, tmp_path):
     root, _ = trained
     project = yaml.safe_load((root / "tailorlm.yaml").read_text())
     open_host = tmp_path / "open.yaml"
-    open_host.write_text(yaml.safe_dump({**project, "serve": {"host": "0.0.0.0", "auth": False}}))
+    # serve loads the registered models' own base: the project's base_model need not exist here
+    settings = {**project, "base_model": "/nowhere/base", "serve": {"host": "0.0.0.0", "auth": False}}
+    open_host.write_text(yaml.safe_dump(settings))
     result = tailorlm("serve", "-m", "acme-support", "-w", root, "-p", open_host)
     assert result.exit_code == 1 and "refused on 0.0.0.0" in result.stderr
     loopback = tmp_path / "loopback.yaml"

@@ -78,7 +78,9 @@ def _workspace(path: Path | None, *, create: bool = False):
     return Workspace.open(path, create=create)
 
 
-def _project(workspace, path: Path | None, *, required: bool = True):
+def _project(workspace, path: Path | None, *, required: bool = True, base_model: bool = True):
+    """The project file given, else the workspace's, else ./tailorlm.yaml; None when not `required`.
+    `base_model`: resolve it to a model directory (a verb that doesn't load it, like serve, skips that)."""
     from tailorlm.bases import with_base_dir
     from tailorlm.config import ConfigError, load_project
 
@@ -87,7 +89,7 @@ def _project(workspace, path: Path | None, *, required: bool = True):
         if candidate and candidate.is_file():
             project = load_project(candidate)
             offline.allow(project.allow_hosts)
-            return with_base_dir(workspace, project, say=console.print)
+            return with_base_dir(workspace, project, say=console.print) if base_model else project
     if path is not None:
         raise ConfigError(f"project file not found: {path}")
     if not required:

@@ -220,7 +220,11 @@ def data_show(
             {"dataset": _as_dict(artifact), "card": json.loads(card.read_text("utf-8")) if card.is_file() else None}
         )
     elif (folder / "card.md").is_file():
-        console.print(Markdown((folder / "card.md").read_text(encoding="utf-8")))
+        card = (folder / "card.md").read_text(encoding="utf-8")
+        if console.is_terminal:
+            console.print(Markdown(card), soft_wrap=False)
+        else:  # rich's Markdown tables cut long cells; the Markdown source is readable as it is
+            console.print(card, markup=False, highlight=False, end="")
     else:
         print_json(artifact.meta)
 

@@ -48,7 +48,7 @@ def serve(
     from tailorlm.serve import serve as run_serve
 
     ws = _workspace(workspace)
-    proj = _project(ws, project, required=False)
+    proj = _project(ws, project, required=False, base_model=False)  # the models know their base
     base = proj.serve if proj is not None else ServeSettings()
     try:
         chosen = ServeSettings.model_validate({**base.model_dump(), **_given(settings)})

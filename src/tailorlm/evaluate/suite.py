@@ -96,10 +96,10 @@ def resolve_runs(workspace: Workspace, refs: Sequence[str], dataset: Artifact | 
         try:
             model = resolve_model(workspace, ref)
             run = workspace.registry.get(model.run_id)
+        except NotFound as error:  # before KeyError: NotFound is one
+            raise EvalError(f"{ref} can't be evaluated: {error}", hint=error.hint) from None
         except KeyError:
             raise EvalError(f"no run {ref!r} in this workspace (see `tailorlm runs`)") from None
-        except NotFound as error:
-            raise EvalError(f"{ref} can't be evaluated: {error}") from None
         if run.status != "complete":
             raise EvalError(f"run {run.id} is {run.status}: it has no model to evaluate (resume or retrain it)")
         if not _model_dir_ok(model.artifact_dir):

@@ -44,6 +44,7 @@ from tailorlm.serve.schemas import (
     ModelList,
     SamplingFields,
 )
+from tailorlm.workspace import NotFound
 
 COMPLETION_ERRORS = error_responses(400, 401, 403, 404, 413, 422, 429, 500, 503)
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -460,6 +461,8 @@ def create_app(
             raise APIError(400, "this server has no workspace to load registered models from", code="no_workspace")
         try:
             ref = resolve_model(body.model)
+        except NotFound:
+            raise  # a 404 that names the known models (see errors.as_api_error)
         except KeyError:  # a run id that is not in the registry
             raise APIError(
                 404,
