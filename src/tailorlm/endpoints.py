@@ -8,8 +8,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
+from tailorlm.errors import UserError
 
-class EndpointError(ValueError):
+
+class EndpointError(UserError, ValueError):
     """An endpoint URL that is malformed, not allowlisted, unreachable or serving no model."""
 
 

@@ -202,10 +202,13 @@ def prepare(
     Example:
       tailorlm prepare --workspace ws
     """
+    from tailorlm.ingest import ingest
     from tailorlm.prepare import prepare as run_prepare
 
     ws = _workspace(workspace)
-    result = run_prepare(ws, _project(ws, project), force=force, progress=lambda message: console.print(f"  {message}"))
+    result = run_prepare(
+        ws, _project(ws, project), ingest=ingest, force=force, progress=lambda message: console.print(f"  {message}")
+    )
     verb = "unchanged, reusing" if result.skipped else "built"
     console.print(f"Dataset {verb} [bold]{result.dataset.name}@{result.dataset.version}[/] at {result.path}")
     console.print("  " + ", ".join(f"{k}: {v}" for k, v in result.counts.items()))
@@ -245,7 +248,7 @@ def train(
     ws = _workspace(workspace)
     proj = None if resume else _override_train(_project(ws, project), method=_value(method), max_steps=max_steps)
     if data is not None:
-        from tailorlm.datasets import import_dataset
+        from tailorlm.dataset_import import import_dataset
 
         imported = import_dataset(ws, data, project=proj, skip_invalid=skip_invalid)
         dataset = imported.id
@@ -360,7 +363,7 @@ def register(
     Example:
       tailorlm register run-20250101-120000-abc123 --name acme-support --workspace ws
     """
-    from tailorlm.models import register as run_register
+    from tailorlm.register import register as run_register
 
     ws = _workspace(workspace)
     proj = _project(ws, project) if (name is None or project) else None

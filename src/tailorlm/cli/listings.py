@@ -167,9 +167,9 @@ def data_inspect(
     Example:
       tailorlm data inspect acme-support@v1 --workspace ws -n 1
     """
-    from tailorlm.datasets import load_examples
+    from tailorlm.dataset_splits import load_examples
     from tailorlm.formats.templates import inspect_segments
-    from tailorlm.train.model import check_model_dir, load_tokenizer
+    from tailorlm.modeling import check_model_dir, load_tokenizer
 
     ws = _workspace(workspace)
     proj = None
@@ -248,7 +248,7 @@ def data_import(
     Example:
       tailorlm data import tickets.jsonl --name tickets --workspace ws --skip-invalid
     """
-    from tailorlm.datasets import import_dataset
+    from tailorlm.dataset_import import import_dataset
 
     ws = _workspace(workspace)
     if not file.is_file():
