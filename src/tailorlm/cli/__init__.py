@@ -333,7 +333,9 @@ def eval_(
         ws, _project(ws, project), runs=run, cases_file=cases, baselines=baseline, endpoints=endpoint, gate=gate
     )
     if as_json:
-        verdict = None if result.gate is None else {"passed": result.gate.passed, "unmet": result.gate.unmet}
+        verdict = None
+        if result.gate is not None:
+            verdict = {"passed": result.gate.passed, "unmet": result.gate.unmet, "explain": result.gate.explain()}
         print_json(
             {"evaluation": result.evaluation.id, "path": str(result.path), "gate": verdict, "summary": result.summary}
         )
@@ -342,8 +344,9 @@ def eval_(
         console.print(f"Report: {result.path / 'report.html'}")
     if result.gate is not None:
         if not as_json:
-            passed = "[green]gate passed[/]"
-            console.print(passed if result.gate.passed else f"[red]gate failed:[/] {', '.join(result.gate.unmet)}")
+            console.print("[green]gate passed[/]" if result.gate.passed else "[red]gate failed:[/]")
+            for line in result.gate.explain() if result.gate.passed else result.gate.unmet:
+                console.print(f"  {line}", markup=False, highlight=False)
         if gate and not result.gate.passed:
             raise typer.Exit(1)
 
