@@ -12,7 +12,7 @@ import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
-from conftest import train_registered
+from helpers.data import train_registered
 from tailorlm.cli import app
 from tailorlm.output import print_table
 from tailorlm.workspace import Workspace

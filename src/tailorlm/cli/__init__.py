@@ -38,6 +38,7 @@ from tailorlm.cli.common import (
 from tailorlm.config import Method
 from tailorlm.errors import UserError
 from tailorlm.output import console, err, print_json, print_table
+from tailorlm.registry import DatasetMeta
 
 if TYPE_CHECKING:
     from tailorlm.export import Target
@@ -252,7 +253,7 @@ def train(
 
         imported = import_dataset(ws, data, project=proj, skip_invalid=skip_invalid)
         dataset = imported.id
-        if skipped := imported.meta.get("skipped", {}).get("dataset: invalid line"):
+        if skipped := imported.meta_as(DatasetMeta).skipped.get("dataset: invalid line"):
             console.print(f"[yellow]skipped {skipped} invalid line(s) of {data} (recorded in the dataset card)[/]")
     try:
         result = run_train(ws, proj, dataset=dataset, resume=resume, force=force)  # type: ignore[arg-type]

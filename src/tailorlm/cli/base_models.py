@@ -9,6 +9,7 @@ import typer
 from tailorlm.cli import base_app
 from tailorlm.cli.common import JsonOption, WorkspaceOption, _workspace, command
 from tailorlm.output import console, print_json, print_table
+from tailorlm.registry import BaseMeta, BaseOrigin
 
 
 def _packaged_names() -> list[str]:
@@ -56,24 +57,24 @@ def base_list(workspace: WorkspaceOption = None, as_json: JsonOption = False) ->
     ws = _workspace(workspace)
     bases = list_bases(ws)
     if as_json:
-        print_json([{"name": a.name, "path": str(ws.path_of(a)), **a.meta} for a in bases])
+        print_json([{"name": a.name, "path": str(ws.path_of(a)), **a.meta.model_dump(mode="json")} for a in bases])
         return
     if not bases:
         console.print("No base models yet: `tailorlm base import FILE.gguf`.")
         return
     rows = []
     for artifact in bases:
-        meta = artifact.meta
-        origin = meta.get("origin", {})
-        where = f"{origin['package']} {origin.get('version', '')}" if origin.get("package") else origin.get("file", "")
+        meta = artifact.meta_as(BaseMeta)
+        origin = meta.origin or BaseOrigin()
+        where = f"{origin.package} {origin.version or ''}" if origin.package else origin.file or ""
         rows.append(
             [
                 artifact.name,
-                f"{meta.get('parameters', 0) / 1e6:.0f}M",
-                meta.get("dtype", ""),
-                meta.get("license") or "unknown",
+                f"{meta.parameters / 1e6:.0f}M",
+                meta.dtype,
+                meta.license or "unknown",
                 where,
-                str(meta.get("sha256", ""))[:16],
+                meta.sha256[:16],
             ]
         )
     print_table(["name", "parameters", "dtype", "licence", "origin", "sha256"], rows)

@@ -12,13 +12,17 @@ from collections.abc import Callable, Sequence
 from enum import Enum
 from pathlib import Path
 from types import UnionType
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 
 from tailorlm import offline
 from tailorlm.errors import UserError
 from tailorlm.output import console, print_error, show
+
+if TYPE_CHECKING:
+    from tailorlm.config import Project
+    from tailorlm.workspace import Workspace
 
 WorkspaceOption = Annotated[
     Path | None,
@@ -78,7 +82,15 @@ def _workspace(path: Path | None, *, create: bool = False):
     return Workspace.open(path, create=create)
 
 
-def _project(workspace, path: Path | None, *, required: bool = True, base_model: bool = True):
+@typing.overload
+def _project(
+    workspace: Workspace, path: Path | None, *, required: Literal[True] = True, base_model: bool = True
+) -> Project: ...
+@typing.overload
+def _project(workspace: Workspace, path: Path | None, *, required: bool, base_model: bool = True) -> Project | None: ...
+def _project(
+    workspace: Workspace, path: Path | None, *, required: bool = True, base_model: bool = True
+) -> Project | None:
     """The project file given, else the workspace's, else ./tailorlm.yaml; None when not `required`.
     `base_model`: resolve it to a model directory (a verb that doesn't load it, like serve, skips that)."""
     from tailorlm.bases import with_base_dir
@@ -109,7 +121,11 @@ def _say(message: Any = "", *args: Any, **kwargs: Any) -> None:
 
 
 def _as_dict(item: Any) -> Any:
-    return dataclasses.asdict(item) if dataclasses.is_dataclass(item) else item
+    """A registry row (or any dataclass) as JSON-ready data; a typed meta becomes its fields."""
+    if not dataclasses.is_dataclass(item):
+        return item
+    data = {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
+    return {k: v.model_dump(mode="json") if hasattr(v, "model_dump") else v for k, v in data.items()}
 
 
 # --- options built from the code ------------------------------------------------------------------

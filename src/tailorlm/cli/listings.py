@@ -12,6 +12,7 @@ import typer
 from tailorlm.cli import app, data_app, models_app
 from tailorlm.cli.common import JsonOption, ProjectOption, WorkspaceOption, _as_dict, _project, _workspace, command
 from tailorlm.output import console, print_json, print_table
+from tailorlm.registry import DatasetMeta, DocumentMeta, ModelMeta, RunMeta
 
 # --- lists and lineage -------------------------------------------------------------------------------
 
@@ -32,13 +33,14 @@ def runs(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None
         return
     rows = []
     for run in found:
-        metrics = run.meta.get("metrics", {})
+        meta = run.meta_as(RunMeta)
+        metrics = meta.metrics
         rows.append(
             [
                 run.id,
                 run.status,
-                run.meta.get("method", ""),
-                run.meta.get("dataset", ""),
+                meta.method,
+                meta.dataset,
                 _fmt(metrics.get("train_loss")),
                 _fmt(metrics.get("eval_loss")),
                 run.created_at,
@@ -70,13 +72,13 @@ def models(ctx: typer.Context, workspace: WorkspaceOption = None, as_json: JsonO
     rows = [
         [
             f"{model.name}@{model.version}",
-            model.meta.get("run", ""),
-            model.meta.get("method", ""),
-            model.meta.get("base_model", ""),
-            model.meta.get("evaluation") or "",
+            meta.run,
+            meta.method,
+            meta.base_model,
+            meta.evaluation or "",
             model.created_at,
         ]
-        for model in found
+        for model, meta in ((m, m.meta_as(ModelMeta)) for m in found)
     ]
     print_table(["model", "run", "method", "base model", "evaluation", "created"], rows)
 
@@ -106,7 +108,7 @@ def lineage(
         [
             item.kind,
             item.id,
-            item.meta.get("source_path", item.name) if item.kind == "document" else item.name,
+            item.meta.source_path or item.name if isinstance(item.meta, DocumentMeta) else item.name,
             item.hash[:16],
         ]
         for item in chain
@@ -172,11 +174,12 @@ def data_inspect(
     from tailorlm.modeling import check_model_dir, load_tokenizer
 
     ws = _workspace(workspace)
-    proj = None
     if base_model is None or max_length is None:
         proj = _project(ws, project)
-    tokenizer = load_tokenizer(check_model_dir(base_model or proj.resolve(proj.base_model)))
-    limit = max_length or proj.train.max_length
+        base_model = base_model or proj.resolve(proj.base_model)
+        max_length = max_length or proj.train.max_length
+    tokenizer = load_tokenizer(check_model_dir(base_model))
+    limit = max_length
     examples = load_examples(ws, dataset, split)
     colours = console.is_terminal
     if colours:
@@ -254,6 +257,7 @@ def data_import(
     if not file.is_file():
         raise FileNotFoundError(f"dataset file not found: {file}")
     artifact = import_dataset(ws, file, project=_project(ws, project), name=name, skip_invalid=skip_invalid)
-    console.print(f"Imported [bold]{artifact.name}@{artifact.version}[/]: {artifact.meta.get('counts')}")
-    if skipped := artifact.meta.get("skipped", {}).get("dataset: invalid line"):
+    meta = artifact.meta_as(DatasetMeta)
+    console.print(f"Imported [bold]{artifact.name}@{artifact.version}[/]: {meta.counts}")
+    if skipped := meta.skipped.get("dataset: invalid line"):
         console.print(f"[yellow]skipped {skipped} invalid line(s) (recorded in the dataset card)[/]")

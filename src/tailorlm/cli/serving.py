@@ -92,7 +92,7 @@ def keys_create(
     scope: Annotated[
         _choices("scope", ("chat", "admin")),  # type: ignore[valid-type]
         typer.Option(help="chat (completions) or admin (also manage adapters)."),
-    ] = "chat",  # type: ignore[assignment]
+    ] = "chat",
     model: Annotated[list[str] | None, typer.Option("--models", help="Limit the key to these models.")] = None,
     name: Annotated[str, typer.Option(help="A label for the key.")] = "",
     workspace: WorkspaceOption = None,
