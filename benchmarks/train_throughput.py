@@ -1,19 +1,27 @@
-"""Training throughput: TailorLM's trainer vs TRL's SFTTrainer defaults, on one model, data and budget.
+"""Training throughput: TailorLM's trainer vs TRL's SFTTrainer, on one model, data and budget.
 
-Builds a ~30M-parameter Llama-architecture model locally, prepares the sample company's FAQ + e-mail
-chat dataset, then runs each configuration in its own subprocess (so peak RSS is its own):
+Builds a ~30M-parameter Llama-architecture model locally (or uses a real model directory given with
+`--base-model`, e.g. SmolLM2-135M-Instruct from `tailorlm base import`), prepares the sample company's
+FAQ + e-mail chat dataset, then runs each configuration in its own subprocess (so peak RSS is its own):
 
-  (a) trl-defaults  TRL SFTTrainer + the same LoRA config, everything else TRL's default
+  (a) trl-defaults  TRL SFTTrainer + the same LoRA config, everything else TRL's default (bf16
+                    autocast, gradient checkpointing, loss on every token, random batches)
+  (a') trl-tuned    TRL SFTTrainer + the same LoRA config, set up as a careful CPU user would: fp32,
+                    no gradient checkpointing, completion-only loss, length-grouped batches
   (b) lora          tailorlm train, LoRA
   (c) qlora         tailorlm train, QLoRA (4-bit NF4)
   (d) full          tailorlm train, full fine-tuning
   (e) lora-bf16     tailorlm train, LoRA with bf16 autocast (fp32 master weights)
 
-Reported: non-padding tokens/s, ratio to (a), peak RSS, final validation loss measured the same way
-for every model (assistant tokens only, our masks), and model-FLOPs utilisation against a matmul peak
-measured in the same run (training FLOPs ≈ 6·N·T full, 4·N·T adapters; N = base parameters).
+Every configuration shares batch size, steps, learning rate and max_length. Reported: non-padding
+tokens/s of the training loop (one callback times both trainers), its ratio to the faster TRL row, wall
+time of the whole call (loading, tokenising, final evaluation, saving), peak RSS, final validation loss
+measured the same way for every model (assistant tokens only, our masks), and model-FLOPs utilisation
+against a matmul peak measured in the same run (training FLOPs ≈ 6·N·T full, 4·N·T adapters; N = base
+parameters).
 
     python benchmarks/train_throughput.py [--steps 40] [--quick]
+    python benchmarks/train_throughput.py --base-model DIR [--steps 15 --batch-size 4 --max-length 384]
 """
 
 from __future__ import annotations
@@ -29,7 +37,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ["trl-defaults", "lora", "qlora", "full", "lora-bf16"]
+CONFIGS = ["trl-defaults", "trl-tuned", "lora", "qlora", "full", "lora-bf16"]
+TRL_CONFIGS = ("trl-defaults", "trl-tuned")
+# Batch size and max_length: the built ~30M model, and a real model (a 49k-token vocabulary makes the
+# fp32 logits the biggest tensor: batch 8 x 1024 tokens took SmolLM2 to 13 GB RSS).
+SHAPES = {"built": (8, 512), "real": (4, 384)}
 
 
 def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
@@ -44,8 +56,8 @@ def matmul_peak(dtype_name: str, size: int = 2048, repeats: int = 10) -> float:
     return 2 * size**3 * repeats / (time.perf_counter() - start)
 
 
-def setup(work: Path, quick: bool) -> dict:
-    """Build the model and the dataset once; every configuration reads them."""
+def setup(work: Path, quick: bool, base_model: Path | None = None) -> dict:
+    """Build the model (unless a real one is given) and the dataset once; every configuration reads them."""
     from tailorlm.config import parse_project
     from tailorlm.demo import build_demo_model
     from tailorlm.ingest import ingest
@@ -53,13 +65,16 @@ def setup(work: Path, quick: bool) -> dict:
     from tailorlm.quickstart import corpus_texts
     from tailorlm.workspace import Workspace
 
-    model_dir = work / "model"
-    size = (
-        dict(hidden_size=256, layers=4, intermediate_size=704, vocab_size=4096)
-        if quick
-        else dict(hidden_size=512, layers=8, heads=8, intermediate_size=1408, vocab_size=8192)
-    )
-    build_demo_model(model_dir, corpus_texts(ROOT / "examples" / "acme"), **size)
+    if base_model is not None:
+        model_dir = base_model.resolve()
+    else:
+        model_dir = work / "model"
+        size = (
+            dict(hidden_size=256, layers=4, intermediate_size=704, vocab_size=4096)
+            if quick
+            else dict(hidden_size=512, layers=8, heads=8, intermediate_size=1408, vocab_size=8192)
+        )
+        build_demo_model(model_dir, corpus_texts(ROOT / "examples" / "acme"), **size)
     ws = Workspace(work / "ws")
     example = ROOT / "examples" / "acme"
     project = parse_project(
@@ -80,8 +95,8 @@ def setup(work: Path, quick: bool) -> dict:
     return {"model": str(model_dir), "workspace": str(work / "ws"), "dataset": result.dataset.id}
 
 
-def run_config(name: str, info: dict, steps: int) -> dict:
-    """Train one configuration; runs in a fresh subprocess."""
+def run_config(name: str, info: dict, shape: dict) -> dict:
+    """Train one configuration; runs in a fresh subprocess. `shape`: steps, batch_size, max_length, lr."""
     import torch
 
     from tailorlm.config import parse_project
@@ -94,10 +109,10 @@ def run_config(name: str, info: dict, steps: int) -> dict:
     dataset = ws.registry.get(info["dataset"])
     tokenizer = load_tokenizer(Path(info["model"]))
     common = {
-        "max_steps": steps,
-        "batch_size": 8,
-        "learning_rate": 1e-3,
-        "max_length": 512,
+        "max_steps": shape["steps"],
+        "batch_size": shape["batch_size"],
+        "learning_rate": shape["lr"],
+        "max_length": shape["max_length"],
         "warmup_ratio": 0.05,
         "logging_steps": 5,
         "eval_steps": 10_000,
@@ -105,28 +120,27 @@ def run_config(name: str, info: dict, steps: int) -> dict:
         "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
     }
     train_examples = load_split(ws, dataset, "train")
+    clock = _clock()
     start = time.perf_counter()
-    if name == "trl-defaults":
-        model, tokens = _trl(info, train_examples, common)
+    if name in TRL_CONFIGS:
+        model = _trl(info, train_examples, common, tuned=name == "trl-tuned", clock=clock)
     else:
         from tailorlm.train import train
 
         method = "lora" if name == "lora-bf16" else name
-        settings = {**common, "method": method, "learning_rate": 1e-4 if method == "full" else 1e-3}
+        settings = {**common, "method": method, "learning_rate": shape["lr"] / 10 if method == "full" else shape["lr"]}
         if name == "lora-bf16":
             settings["precision"] = "bf16"
         project = parse_project(
             {"project": "bench", "base_model": info["model"], "train": settings}, root=Path(info["workspace"])
         )
-        result = train(ws, project, dataset=dataset.id, force=True)
-        rows = result.metrics_rows()
-        tokens = max(row.get("tokens_seen", 0) for row in rows)
+        result = train(ws, project, dataset=dataset.id, force=True, callbacks=[clock])
         from tailorlm.modeling import load_trained
 
         artifact = result.run_dir / ("model" if method == "full" else "adapter")
         model, _ = load_trained(artifact, Path(info["model"]))
     seconds = time.perf_counter() - start
-    val = tokenize_split(tokenizer, load_split(ws, dataset, "val"), 512)
+    val = tokenize_split(tokenizer, load_split(ws, dataset, "val"), shape["max_length"])
     model.eval()
     losses, counts = [], []
     with torch.no_grad():
@@ -141,44 +155,86 @@ def run_config(name: str, info: dict, steps: int) -> dict:
     return {
         "config": name,
         "seconds": seconds,
-        "tokens": tokens,
-        "tokens_per_s": tokens / seconds,
+        "loop_seconds": clock.seconds,
+        "tokens": clock.tokens,
+        "tokens_per_s": clock.tokens / clock.seconds,
         "val_loss": sum(losses) / sum(counts),
         "params": n_params,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
 
 
-def _trl(info: dict, examples: list, common: dict):
-    """TRL's SFTTrainer with its defaults: only batch size, steps, lr and the LoRA config are ours."""
+def _clock():
+    """A callback timing the training loop (first step to last) and counting its non-padding tokens; the
+    same one times both trainers, so loading, tokenising, the final evaluation and saving are left out."""
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        seconds, tokens, _start = 0.0, 0, 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self._start = time.perf_counter()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.seconds = time.perf_counter() - self._start
+            self.tokens = int(state.num_input_tokens_seen or 0)
+
+    return Clock()
+
+
+def _trl(info: dict, examples: list, common: dict, *, tuned: bool, clock):
+    """TRL's SFTTrainer with the same LoRA, batch size, steps, lr and max_length.
+
+    Defaults: everything else as TRL 1.16 ships it — bf16 autocast where the CPU has bf16 and gradient
+    checkpointing (both turned on silently by SFTConfig), loss on every token, random batches.
+    Tuned: fp32, no checkpointing, loss on the completion only (each example given as a conversational
+    prompt + completion, the completion being the last assistant turn), length-grouped batches, and our
+    warmup share — what a careful user would set on a CPU."""
     from datasets import Dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, TrainerCallback
+    from transformers import AutoModelForCausalLM
     from trl import SFTConfig, SFTTrainer
 
     from tailorlm.modeling import load_tokenizer
 
     tokenizer = load_tokenizer(Path(info["model"]))
-    data = Dataset.from_list([{"messages": [m.model_dump() for m in e.messages]} for e in examples])
-    model = AutoModelForCausalLM.from_pretrained(info["model"])
+    if tuned:
+        rows = [
+            {
+                "prompt": [m.model_dump() for m in e.messages[:-1]],
+                "completion": [e.messages[-1].model_dump()],
+            }
+            for e in examples
+        ]
+    else:
+        rows = [{"messages": [m.model_dump() for m in e.messages]} for e in examples]
+    data = Dataset.from_list(rows)
+    model = AutoModelForCausalLM.from_pretrained(info["model"], dtype="float32")
+    tuning = (
+        dict(
+            bf16=False,
+            gradient_checkpointing=False,
+            completion_only_loss=True,
+            train_sampling_strategy="group_by_length",  # transformers 5's name for group_by_length=True
+            warmup_steps=round(common["warmup_ratio"] * common["max_steps"]),
+        )
+        if tuned
+        else {}
+    )
     config = SFTConfig(
         output_dir=tempfile.mkdtemp(),
         per_device_train_batch_size=common["batch_size"],
         max_steps=common["max_steps"],
         learning_rate=common["learning_rate"],
+        max_length=common["max_length"],
         report_to="none",
         save_strategy="no",
         logging_steps=5,
         use_cpu=True,
         include_num_input_tokens_seen="non_padding",
+        **tuning,
     )
     lora = common["lora"]
-    seen = {}
-
-    class Tokens(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            seen["tokens"] = state.num_input_tokens_seen
-
     trainer = SFTTrainer(
         model=model,
         args=config,
@@ -191,30 +247,48 @@ def _trl(info: dict, examples: list, common: dict):
             target_modules="all-linear",
             task_type="CAUSAL_LM",
         ),
-        callbacks=[Tokens()],
+        callbacks=[clock],
     )
     trainer.train()
-    return trainer.model, seen.get("tokens", 0)
+    return trainer.model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40)
-    parser.add_argument("--quick", action="store_true", help="a smaller model, for a smoke run")
-    parser.add_argument("--only", nargs="*", default=CONFIGS)
-    parser.add_argument("--_child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true", help="a smaller built model, for a smoke run")
+    parser.add_argument(
+        "--base-model",
+        type=Path,
+        help="a real model directory (e.g. SmolLM2-135M-Instruct from `tailorlm base import`) instead of the built one",
+    )
+    parser.add_argument("--batch-size", type=int, help="default 8 for the built model, 4 with --base-model")
+    parser.add_argument("--max-length", type=int, help="default 512 for the built model, 384 with --base-model")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (full fine-tuning uses a tenth)")
+    parser.add_argument("--only", nargs="*", default=CONFIGS, choices=CONFIGS)
+    parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
     if args._child:
-        name, info = args._child[0], json.loads(args._child[1])
-        print("RESULT " + json.dumps(run_config(name, info, args.steps)))
+        name, info, shape = args._child[0], json.loads(args._child[1]), json.loads(args._child[2])
+        print("RESULT " + json.dumps(run_config(name, info, shape)))
         return
+    if args.base_model is not None and not (args.base_model / "config.json").is_file():
+        parser.error(f"--base-model {args.base_model}: not a model directory (no config.json)")
+    batch_size, max_length = SHAPES["real" if args.base_model else "built"]
+    shape = {
+        "steps": args.steps,
+        "batch_size": args.batch_size or batch_size,
+        "max_length": args.max_length or max_length,
+        "lr": args.lr,
+    }
     work = Path(tempfile.mkdtemp(prefix="tailorlm-bench-"))
-    info = setup(work, args.quick)
+    info = setup(work, args.quick, args.base_model)
     results = []
     for name in args.only:
+        print(f"running {name} …", flush=True)
         output = subprocess.run(
-            [sys.executable, __file__, "--steps", str(args.steps), "--_child", name, json.dumps(info)],
+            [sys.executable, __file__, "--_child", name, json.dumps(info), json.dumps(shape)],
             capture_output=True,
             text=True,
             check=False,
@@ -224,19 +298,32 @@ def main() -> None:
             print(f"{name} failed:\n{output.stderr[-3000:]}")
             continue
         results.append(json.loads(line[7:]))
+    if not results:
+        sys.exit("every configuration failed")
+    print_table(results, shape, args.base_model)
+
+
+def print_table(results: list[dict], shape: dict, base_model: Path | None) -> None:
+    """The Markdown table: each row's speed against the faster TRL row (or the first row without one)."""
     peak32, peak16 = matmul_peak("float32"), matmul_peak("bfloat16")
-    base = next((r for r in results if r["config"] == "trl-defaults"), results[0])
+    trl_rows = [r for r in results if r["config"] in TRL_CONFIGS]
+    base = max(trl_rows, key=lambda r: r["tokens_per_s"]) if trl_rows else results[0]
+    model = f"{base_model.name if base_model else 'built model'} ({results[0]['params'] / 1e6:.1f}M parameters)"
     print(f"\nmatmul peak on this machine: fp32 {peak32 / 1e12:.2f} TFLOP/s, bf16 {peak16 / 1e12:.2f} TFLOP/s")
-    print(f"model: {results[0]['params'] / 1e6:.1f}M parameters; {args.steps} steps, batch 8, max_length 512\n")
-    print("| config | tokens/s | × trl-defaults | peak RSS MB | val loss | MFU |")
-    print("|---|---|---|---|---|---|")
+    print(
+        f"model: {model}; {shape['steps']} steps, batch {shape['batch_size']}, "
+        f"max_length {shape['max_length']}, lr {shape['lr']:g} (full {shape['lr'] / 10:g})\n"
+    )
+    print(f"| config | tokens/s | × {base['config']} (faster TRL row) | wall s | peak RSS MB | val loss | MFU |")
+    print("|---|---|---|---|---|---|---|")
     for r in results:
         factor = 6 if r["config"] == "full" else 4
-        peak = peak16 if r["config"].endswith("bf16") or r["config"] == "trl-defaults" else peak32
-        mfu = factor * r["params"] * r["tokens_per_s"] / peak
+        bf16 = r["config"].endswith("bf16") or r["config"] == "trl-defaults"
+        mfu = factor * r["params"] * r["tokens_per_s"] / (peak16 if bf16 else peak32)
         print(
             f"| {r['config']} | {r['tokens_per_s']:.0f} | {r['tokens_per_s'] / base['tokens_per_s']:.2f}× | "
-            f"{r['peak_rss_mb']:.0f} | {r['val_loss']:.3f} | {mfu:.1%} |"
+            f"{r['seconds']:.0f} | {r['peak_rss_mb']:.0f} | {r['val_loss']:.3f} | "
+            f"{mfu:.1%}{' (of bf16 peak)' if bf16 else ''} |"
         )
 
 
