@@ -287,16 +287,17 @@ def main() -> None:
     results = []
     for name in args.only:
         print(f"running {name} …", flush=True)
-        output = subprocess.run(
+        output = subprocess.run(  # the child's progress and errors go straight to stderr
             [sys.executable, __file__, "--_child", name, json.dumps(info), json.dumps(shape)],
-            capture_output=True,
+            stdout=subprocess.PIPE,
             text=True,
             check=False,
         )
         line = next((ln for ln in output.stdout.splitlines() if ln.startswith("RESULT ")), None)
         if line is None:
-            print(f"{name} failed:\n{output.stderr[-3000:]}")
+            print(f"{name} failed (exit {output.returncode}; its error is on stderr)", flush=True)
             continue
+        print(line, flush=True)  # each row as soon as it is measured: a long run interrupted keeps them
         results.append(json.loads(line[7:]))
     if not results:
         sys.exit("every configuration failed")
