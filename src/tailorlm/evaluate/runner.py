@@ -12,7 +12,6 @@ into place; any error marks it `failed` and leaves no folder.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,10 +28,9 @@ from tailorlm.evaluate.scoring import JUDGE_WIN, Score, compact_details, compare
 from tailorlm.evaluate.stats import bootstrap_mean_ci
 from tailorlm.evaluate.suite import LOSS_TASKS, Suite, plan_suite
 from tailorlm.offline import enforce
+from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, EvaluationMeta
 from tailorlm.workspace import Workspace, new_id, sha256_file
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -60,7 +58,7 @@ def evaluate(
     baselines: list[str] | None = None,
     endpoints: list[str] | None = None,
     gate: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
     judge: JudgeConfig | str | None = None,
     reference: str | None = None,
 ) -> EvaluationResult:
@@ -74,7 +72,7 @@ def evaluate(
         baselines: Override `evaluate.baselines` (`base`, `few_shot`, `rag`; `[]` for none).
         endpoints: OpenAI-compatible URLs (or `NAME=URL`) answering as extra candidates.
         gate: Require objectives (an error without any); the CLI exits 1 when unmet.
-        progress: Called as `progress(stage, done, total)`.
+        progress: Told the suite, then counts each model's answers (per candidate), losses and judgements.
         judge: A judge endpoint URL or `JudgeConfig` (default: `evaluate.judge` when the project has it).
         reference: Candidate the others are compared with item by item (default `base`).
 
@@ -152,8 +150,63 @@ def flat_scores(scores: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[
     }
 
 
+# --- the steps of one evaluation, in the order `_run` takes them -----------------------------------------
+
+
+def _run(
+    suite: Suite, project: Project, cache: GenerationCache, progress: Progress, eval_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], GateResult | None]:
+    """Generate → score → per-item rows and failures → judge → gate → summary."""
+    settings = project.evaluate
+    decoding = Decoding(max_new_tokens=settings.max_new_tokens)
+    progress.say(
+        f"    {len(suite.cases)} case(s) x {len(suite.candidates)} candidate(s): "
+        + ", ".join(c.name for c in suite.candidates)
+    )
+    started = time.monotonic()
+    outputs, losses = _generate(suite, decoding, settings.batch_size, cache, progress)
+    seconds = time.monotonic() - started
+    scores, passed = _score(suite, outputs, losses)
+    rows, failures = _rows(suite, outputs, scores, passed, losses)
+    judge_summary = _judge(suite, outputs, scores, rows, progress) if suite.judge else None
+    summary_scores = {name: {m: s.to_json() for m, s in by_metric.items()} for name, by_metric in scores.items()}
+    per_item = {name: {m: s.per_item for m, s in by_metric.items()} for name, by_metric in scores.items()}
+    baseline_names = [c.name for c in suite.candidates if c.kind == "baseline"]
+    gates = (
+        {
+            c.run or c.name: check_gate(
+                settings.objectives, summary_scores[c.name], c.name, per_item=per_item, baselines=baseline_names
+            )
+            for c in suite.finetuned()
+        }
+        if settings.objectives
+        else {}
+    )
+    gate_result = combine_gates(gates) if gates else None
+    summary = {
+        "id": eval_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **_describe_suite(suite, decoding, project),
+        "scores": summary_scores,
+        "details": {
+            name: {m: compact_details(s.details, len(suite.cases)) for m, s in by_metric.items() if s.details}
+            for name, by_metric in scores.items()
+        },
+        "comparisons": _compare(suite, scores),
+        "loss": {name: value["summary"] for name, value in losses.items()},
+        "judge": judge_summary,
+        "gate": gate_result.to_meta() if gate_result else None,
+        "gates": {name: g.to_meta() for name, g in gates.items()} if len(gates) > 1 else None,
+        "failures": failures,
+        "generation": _generation_counts(suite, seconds),
+        **suite.info,
+    }
+    ordered = [rows[(case.id, c.name)] for case in suite.cases for c in suite.candidates]
+    return summary, ordered, gate_result
+
+
 def _generate(
-    suite: Suite, decoding: Decoding, batch_size: int, cache: GenerationCache, progress: Progress | None
+    suite: Suite, decoding: Decoding, batch_size: int, cache: GenerationCache, progress: Progress
 ) -> tuple[dict[str, list[GeneratedAnswer]], dict[str, Any]]:
     """Every candidate's answers (one model at a time, all its candidates in one batched pass) and
     each local model's held-out loss on the plain prompts."""
@@ -169,6 +222,7 @@ def _generate(
             batch_size=batch_size,
             cache=cache if isinstance(model, LocalModel) else None,
             progress=progress,
+            label=", ".join(c.name for c in users),
         )
         for index, candidate in enumerate(users):
             outputs[candidate.name] = answers[index * n : (index + 1) * n]
@@ -186,13 +240,99 @@ def _generate(
     return outputs, losses
 
 
+def _score(
+    suite: Suite, outputs: dict[str, list[GeneratedAnswer]], losses: dict[str, Any]
+) -> tuple[dict[str, dict[str, Score]], dict[str, list[bool | None]]]:
+    """Each candidate's metric scores (and held-out loss), and whether each answer passed."""
+    scores: dict[str, dict[str, Score]] = {}
+    passed: dict[str, list[bool | None]] = {}
+    for candidate in suite.candidates:
+        texts = [g.text for g in outputs[candidate.name]]
+        # What the candidate was shown (question, few-shot turns, retrieved passages): facts found
+        # there are not invented (metric `invented_facts`), and numbers there are not hallucinated.
+        metric_cases = [
+            c.metric_case(context=p) for c, p in zip(suite.cases, _prompts(suite, candidate.name), strict=True)
+        ]
+        scores[candidate.name], passed[candidate.name] = score_candidate(
+            suite.task, suite.metrics, texts, metric_cases, suite.options
+        )
+        summary_loss = losses.get(candidate.name, {}).get("summary", {})
+        for name in ("loss", "perplexity"):
+            if name in summary_loss:
+                scores[candidate.name][name] = Score(
+                    summary_loss[name], (float("nan"), float("nan")), [], n=int(summary_loss["tokens"])
+                )
+    return scores, passed
+
+
+def _rows(
+    suite: Suite,
+    outputs: dict[str, list[GeneratedAnswer]],
+    scores: dict[str, dict[str, Score]],
+    passed: dict[str, list[bool | None]],
+    losses: dict[str, Any],
+) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, Any]]:
+    """One results.jsonl row per (case, candidate) with its diagnosed errors, and each candidate's
+    failure analysis."""
+    cases = suite.cases
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    failures: dict[str, Any] = {}
+    for candidate in suite.candidates:
+        prompts = _prompts(suite, candidate.name)
+        predicted = scores[candidate.name].get("accuracy")
+        labels = predicted.details.get("predicted") if predicted else None
+        loss = losses.get(candidate.name, {}).get("per_item")
+        errors = []
+        for index, (case, generation) in enumerate(zip(cases, outputs[candidate.name], strict=True)):
+            item_scores = {
+                name: s.per_item[index] for name, s in scores[candidate.name].items() if len(s.per_item) == len(cases)
+            }
+            found = diagnose(
+                suite.task,
+                case,
+                generation.text,
+                finished=generation.finished,
+                prompt_text=prompts[index],
+                scores=item_scores,
+                predicted_label=labels[index] if labels else None,
+            )
+            errors.append(found)
+            rows[(case.id, candidate.name)] = {
+                "case": case.id,
+                "candidate": candidate.name,
+                "origin": case.origin,
+                "source": case.source,
+                "tags": case.tags,
+                "label": case.label,
+                "input": case.input_text,
+                "expected": case.expected,
+                "output": generation.text,
+                "tokens": generation.tokens,
+                "finished": generation.finished,
+                "cached": generation.cached,
+                "prompt_truncated": generation.prompt_truncated,
+                "request_error": generation.error,
+                "scores": {k: finite(v) for k, v in item_scores.items()},
+                "passed": passed[candidate.name][index],
+                "errors": found,
+                "predicted_label": labels[index] if labels else None,
+                "loss": finite(loss[index]) if loss else None,
+                "context": suite.contexts.get(candidate.name, [[]] * len(cases))[index],
+            }
+        failures[candidate.name] = analyse(
+            suite.task, cases, [g.text for g in outputs[candidate.name]], errors, passed[candidate.name], labels
+        )
+    return rows, failures
+
+
 def _judge(
     suite: Suite,
     outputs: dict[str, list[GeneratedAnswer]],
     scores: dict[str, dict[str, Score]],
     rows: dict[tuple[str, str], dict[str, Any]],
-    progress: Progress | None,
+    progress: Progress,
 ) -> dict[str, Any]:
+    """The judge's pointwise scores and pairwise win rates (added to `scores` and `rows`)."""
     judge = suite.judge
     assert judge is not None
     cases = suite.cases
@@ -248,113 +388,26 @@ def _judge(
     return result
 
 
-def _run(
-    suite: Suite, project: Project, cache: GenerationCache, progress: Progress | None, eval_id: str
-) -> tuple[dict[str, Any], list[dict[str, Any]], GateResult | None]:
-    settings = project.evaluate
-    decoding = Decoding(max_new_tokens=settings.max_new_tokens)
-    started = time.monotonic()
-    outputs, losses = _generate(suite, decoding, settings.batch_size, cache, progress)
-    seconds = time.monotonic() - started
-    cases = suite.cases
-    # What each candidate was shown (question, few-shot turns, retrieved passages): facts found
-    # there are not invented (metric `invented_facts`), and numbers there are not hallucinated.
-    prompts = {
-        c.name: ["\n".join(m["content"] for m in conversation) for conversation in suite.conversations[c.name]]
-        for c in suite.candidates
-    }
+def _prompts(suite: Suite, candidate: str) -> list[str]:
+    """The text of each conversation the candidate was shown."""
+    return ["\n".join(m["content"] for m in conversation) for conversation in suite.conversations[candidate]]
 
-    scores: dict[str, dict[str, Score]] = {}
-    passed: dict[str, list[bool | None]] = {}
-    for candidate in suite.candidates:
-        texts = [g.text for g in outputs[candidate.name]]
-        metric_cases = [c.metric_case(context=p) for c, p in zip(cases, prompts[candidate.name], strict=True)]
-        scores[candidate.name], passed[candidate.name] = score_candidate(
-            suite.task, suite.metrics, texts, metric_cases, suite.options
-        )
-        if candidate.name in losses:
-            summary_loss = losses[candidate.name]["summary"]
-            for name in ("loss", "perplexity"):
-                if name in summary_loss:
-                    scores[candidate.name][name] = Score(
-                        summary_loss[name], (float("nan"), float("nan")), [], n=int(summary_loss["tokens"])
-                    )
 
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    failures: dict[str, Any] = {}
-    for candidate in suite.candidates:
-        predicted = scores[candidate.name].get("accuracy")
-        labels = predicted.details.get("predicted") if predicted else None
-        errors = []
-        for index, (case, generation) in enumerate(zip(cases, outputs[candidate.name], strict=True)):
-            item_scores = {
-                name: s.per_item[index] for name, s in scores[candidate.name].items() if len(s.per_item) == len(cases)
-            }
-            found = diagnose(
-                suite.task,
-                case,
-                generation.text,
-                finished=generation.finished,
-                prompt_text=prompts[candidate.name][index],
-                scores=item_scores,
-                predicted_label=labels[index] if labels else None,
-            )
-            errors.append(found)
-            loss = losses.get(candidate.name, {}).get("per_item")
-            rows[(case.id, candidate.name)] = {
-                "case": case.id,
-                "candidate": candidate.name,
-                "origin": case.origin,
-                "source": case.source,
-                "tags": case.tags,
-                "label": case.label,
-                "input": case.input_text,
-                "expected": case.expected,
-                "output": generation.text,
-                "tokens": generation.tokens,
-                "finished": generation.finished,
-                "cached": generation.cached,
-                "prompt_truncated": generation.prompt_truncated,
-                "request_error": generation.error,
-                "scores": {k: finite(v) for k, v in item_scores.items()},
-                "passed": passed[candidate.name][index],
-                "errors": found,
-                "predicted_label": labels[index] if labels else None,
-                "loss": finite(loss[index]) if loss else None,
-                "context": suite.contexts.get(candidate.name, [[]] * len(cases))[index],
-            }
-        failures[candidate.name] = analyse(
-            suite.task, cases, [g.text for g in outputs[candidate.name]], errors, passed[candidate.name], labels
-        )
-
-    judge_summary = _judge(suite, outputs, scores, rows, progress) if suite.judge else None
-    case_ids = [c.id for c in cases]
+def _compare(suite: Suite, scores: dict[str, dict[str, Score]]) -> dict[str, Any]:
+    """Each candidate against the reference, item by item."""
+    case_ids = [c.id for c in suite.cases]
     reference = scores[suite.reference]
-    comparisons = {
+    return {
         c.name: compare_to_reference(scores[c.name], reference, case_ids, suite.task)
         for c in suite.candidates
         if c.name != suite.reference
     }
-    summary_scores = {name: {m: s.to_json() for m, s in by_metric.items()} for name, by_metric in scores.items()}
 
-    per_item = {name: {m: s.per_item for m, s in by_metric.items()} for name, by_metric in scores.items()}
-    baseline_names = [c.name for c in suite.candidates if c.kind == "baseline"]
-    gates = (
-        {
-            c.run or c.name: check_gate(
-                settings.objectives, summary_scores[c.name], c.name, per_item=per_item, baselines=baseline_names
-            )
-            for c in suite.finetuned()
-        }
-        if settings.objectives
-        else {}
-    )
-    gate_result = combine_gates(gates) if gates else None
-    generated = sum(getattr(m, "generated", 0) for m in suite.models.values())
-    answers = len(cases) * len(suite.candidates)
-    summary = {
-        "id": eval_id,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+
+def _describe_suite(suite: Suite, decoding: Decoding, project: Project) -> dict[str, Any]:
+    """What was evaluated, on what, how: the summary's fixed part."""
+    cases = suite.cases
+    return {
         "task": suite.task,
         "name": suite.name,
         "dataset": (
@@ -371,26 +424,12 @@ def _run(
         "metrics": suite.metrics,
         "reference": suite.reference,
         "decoding": decoding.to_json(),
-        "objectives": dict(settings.objectives),
+        "objectives": dict(project.evaluate.objectives),
         "candidates": [c.to_json() for c in suite.candidates],
-        "scores": summary_scores,
-        "details": {
-            name: {m: compact_details(s.details, len(cases)) for m, s in by_metric.items() if s.details}
-            for name, by_metric in scores.items()
-        },
-        "comparisons": comparisons,
-        "loss": {name: value["summary"] for name, value in losses.items()},
-        "judge": judge_summary,
-        "gate": gate_result.to_meta() if gate_result else None,
-        "gates": {name: g.to_meta() for name, g in gates.items()} if len(gates) > 1 else None,
-        "failures": failures,
-        "generation": {
-            "answers": answers,
-            "generated": generated,
-            "cached": answers - generated,
-            "seconds": round(seconds, 3),
-        },
-        **suite.info,
     }
-    ordered = [rows[(case.id, c.name)] for case in cases for c in suite.candidates]
-    return summary, ordered, gate_result
+
+
+def _generation_counts(suite: Suite, seconds: float) -> dict[str, Any]:
+    generated = sum(getattr(m, "generated", 0) for m in suite.models.values())
+    answers = len(suite.cases) * len(suite.candidates)
+    return {"answers": answers, "generated": generated, "cached": answers - generated, "seconds": round(seconds, 3)}
