@@ -1,6 +1,6 @@
 """Synthetic Q&A: document chunks → chat examples written by a local teacher model.
 
-    synthesis = synthesize(workspace, project, chunks, say=print)   # `prepare` calls this
+    synthesis = synthesize(workspace, project, chunks, progress=progress)   # `prepare` calls this
 
 The teacher is any OpenAI-compatible endpoint on the premises (vLLM, Ollama, llama.cpp server,
 `tailorlm serve`), asked through the official `openai` client; its host must be loopback or in the
