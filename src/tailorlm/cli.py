@@ -111,7 +111,7 @@ def _project(workspace, path: Path | None):
         if candidate and candidate.is_file():
             project = load_project(candidate)
             offline.allow(project.allow_hosts)
-            return with_base_dir(workspace, project, say=console.print)
+            return with_base_dir(workspace, project, progress=for_console(console))
     raise ConfigError(f"no project file: pass --project FILE, or create {workspace.project_file} (`tailorlm init`)")
 
 
@@ -458,7 +458,7 @@ def base_import(
     from tailorlm.bases import import_base
 
     ws = _workspace(workspace)
-    artifact = import_base(ws, source, name=name, dtype=dtype, say=lambda line: console.print(f"  {line}"))
+    artifact = import_base(ws, source, name=name, dtype=dtype, progress=for_console(console))
     console.print(f"base [bold]{artifact.name}[/]: {ws.path_of(artifact)}")
     console.print(f"Use it with `base_model: {artifact.name}` in the project file.")
 

