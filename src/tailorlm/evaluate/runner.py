@@ -15,17 +15,17 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from tailorlm.config import Project
 from tailorlm.evaluate.cache import GenerationCache
 from tailorlm.evaluate.failures import analyse, diagnose
 from tailorlm.evaluate.gate import GateResult, check_gate, combine_gates
 from tailorlm.evaluate.generation import Decoding, GeneratedAnswer, LocalModel, loss_summary
-from tailorlm.evaluate.judge import JudgeConfig, agreement, win_rate
+from tailorlm.evaluate.judge import JudgeConfig
+from tailorlm.evaluate.judging import judge_answers
 from tailorlm.evaluate.report import write_evaluation
-from tailorlm.evaluate.scoring import JUDGE_WIN, Score, compact_details, compare_to_reference, finite, score_candidate
-from tailorlm.evaluate.stats import bootstrap_mean_ci
+from tailorlm.evaluate.scoring import Score, compact_details, compare_to_reference, finite, score_candidate
 from tailorlm.evaluate.suite import LOSS_TASKS, Suite, plan_suite
 from tailorlm.offline import enforce
 from tailorlm.progress import SILENT, Progress
@@ -168,7 +168,7 @@ def _run(
     seconds = time.monotonic() - started
     scores, passed = _score(suite, outputs, losses)
     rows, failures = _rows(suite, outputs, scores, passed, losses)
-    judge_summary = _judge(suite, outputs, scores, rows, progress) if suite.judge else None
+    judge_summary = judge_answers(suite, outputs, scores, rows, progress) if suite.judge else None
     summary_scores = {name: {m: s.to_json() for m, s in by_metric.items()} for name, by_metric in scores.items()}
     per_item = {name: {m: s.per_item for m, s in by_metric.items()} for name, by_metric in scores.items()}
     baseline_names = [c.name for c in suite.candidates if c.kind == "baseline"]
@@ -323,69 +323,6 @@ def _rows(
             suite.task, cases, [g.text for g in outputs[candidate.name]], errors, passed[candidate.name], labels
         )
     return rows, failures
-
-
-def _judge(
-    suite: Suite,
-    outputs: dict[str, list[GeneratedAnswer]],
-    scores: dict[str, dict[str, Score]],
-    rows: dict[tuple[str, str], dict[str, Any]],
-    progress: Progress,
-) -> dict[str, Any]:
-    """The judge's pointwise scores and pairwise win rates (added to `scores` and `rows`)."""
-    judge = suite.judge
-    assert judge is not None
-    cases = suite.cases
-    questions = ["\n".join(m["content"] for m in c.messages if m["role"] != "system") for c in cases]
-    point: dict[tuple[str, str], int | None] = {}
-    if suite.judge_pointwise:
-        items = [
-            (q, g.text, c.expected, c.rubric)
-            for cand in suite.candidates
-            for q, g, c in zip(questions, outputs[cand.name], cases, strict=True)
-        ]
-        judged = iter(judge.score_many(items, progress=progress))
-        for cand in suite.candidates:
-            per_item: list[float | None] = []
-            for case in cases:
-                judgement = next(judged)
-                point[(case.id, cand.name)] = judgement.score
-                rows[(case.id, cand.name)].setdefault("judge", {})["score"] = judgement.score
-                per_item.append(None if judgement.score is None else float(judgement.score))
-            valid = [s for s in per_item if s is not None]
-            scores[cand.name]["judge"] = Score(
-                sum(valid) / len(valid) if valid else float("nan"), bootstrap_mean_ci(valid), per_item, n=len(valid)
-            )
-    verdicts: dict[tuple[str, str, str], str] = {}
-    win_rates: dict[str, dict[str, Any]] = {}
-    for candidate in suite.finetuned():
-        for baseline in suite.judge_pairs:
-            pairs = [
-                (q, a.text, b.text, c.expected, c.rubric)
-                for q, a, b, c in zip(questions, outputs[candidate.name], outputs[baseline], cases, strict=True)
-            ]
-            judged_pairs = judge.compare_many(pairs, progress=progress)
-            for case, pair in zip(cases, judged_pairs, strict=True):
-                verdicts[(case.id, candidate.name, baseline)] = pair.outcome
-                rows[(case.id, candidate.name)].setdefault("judge", {})[f"vs_{baseline}"] = pair.outcome
-            rate = win_rate(judged_pairs)
-            win_rates.setdefault(candidate.name, {})[baseline] = rate
-            wins = [1.0 if p.outcome == "win" else 0.0 for p in judged_pairs]
-            rate_value = rate["value"] if rate["value"] is not None else float("nan")
-            scores[candidate.name][f"{JUDGE_WIN}{baseline}"] = Score(
-                rate_value, bootstrap_mean_ci(wins), cast("list[float | None]", wins), n=len(wins)
-            )
-    finetuned = suite.finetuned()
-    result: dict[str, Any] = {
-        "endpoint": judge.config.endpoint,
-        "model": judge.model,
-        "requests": judge.requests,
-        "win_rates": win_rates,
-    }
-    if suite.human_labels:
-        default = finetuned[0].name if finetuned else suite.candidates[0].name
-        result["agreement"] = agreement(suite.human_labels, point, verdicts, default)
-    return result
 
 
 def _prompts(suite: Suite, candidate: str) -> list[str]:
