@@ -185,11 +185,14 @@ class _LogTask(_Ends):
 
     def _beat(self) -> None:
         """A line at least every interval, even while one step takes longer than that."""
-        while not self.finished.wait(self.owner.interval / 3):
+        wait = self.owner.interval
+        while not self.finished.wait(wait):
             with self.lock:
                 now = time.monotonic()
-                if now - (self.last_line or self.tally.started) >= self.owner.interval:
+                wait = (self.last_line or self.tally.started) + self.owner.interval - now
+                if wait <= 0.01:
                     self._print(now)
+                    wait = self.owner.interval
 
     def _print(self, now: float) -> None:
         self.last_line, self.last_count = now, self.tally.completed
