@@ -470,9 +470,9 @@ def test_file_sources_take_the_ingest_step_from_the_caller(workspace, company, t
     assert nothing_written(workspace)
     called = []
 
-    def counting_ingest(ws, paths):
+    def counting_ingest(ws, paths, **options):  # options: `progress`, passed on
         called.append([Path(p).name for p in paths])
-        return ingest(ws, paths)
+        return ingest(ws, paths, **options)
 
     assert prepare(workspace, project, ingest=counting_ingest).counts["train"] > 0
     assert called == [["faq.csv"]]
