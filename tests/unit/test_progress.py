@@ -141,5 +141,5 @@ def test_train_and_eval_print_plain_progress_in_a_captured_log(tiny_model_dir: P
     answered = {m["task"]: m for line in evaluated if (m := LINE.match(line))}
     assert answered["generate base"]["done"] == answered["generate base"]["total"] == "3", evaluated
     assert answered["generate finetuned"]["total"] == "3" and answered["generate finetuned"]["unit"] == "answers"
-    assert answered["loss base"]["total"] == "3"
+    assert answered["loss base"]["total"] == answered["loss finetuned"]["total"] == "3"  # named by candidate
     assert any(line.startswith("Report: ") for line in evaluated)

@@ -252,6 +252,7 @@ class LocalModel:
         batch_size: int,
         cache: GenerationCache | None = None,
         progress: Progress = SILENT,
+        label: str | None = None,
     ) -> list[tuple[float, int] | None]:
         """Summed negative log-likelihood and token count of each reference answer after its prompt,
         with training's loss mask (assistant tokens only); None for items without a reference."""
@@ -270,6 +271,7 @@ class LocalModel:
                 max_length,
                 max(1, batch_size // 2),
                 progress,
+                label or self.name,
             )
             new = {cast(str, keys[i]): value for i, value in zip(todo, computed, strict=True)}
             if cache is not None:
@@ -278,7 +280,7 @@ class LocalModel:
         return [tuple(found[k]) if k else None for k in keys]
 
     def _compute_losses(
-        self, examples: list[Example], max_length: int, batch_size: int, progress: Progress
+        self, examples: list[Example], max_length: int, batch_size: int, progress: Progress, label: str
     ) -> list[list[float]]:
         import torch
 
@@ -287,7 +289,7 @@ class LocalModel:
         out: list[list[float]] = [[0.0, 0]] * len(examples)
         pad_id = self.tokenizer.pad_token_id or 0
         model = self.model
-        with progress.task(f"loss {self.name}", total=len(order), unit="answers") as task:
+        with progress.task(f"loss {label}", total=len(order), unit="answers") as task:
             for start in range(0, len(order), batch_size):
                 batch = order[start : start + batch_size]
                 width = max(len(tokenized[i].input_ids) for i in batch)

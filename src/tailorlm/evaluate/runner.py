@@ -231,7 +231,7 @@ def _generate(
             items = [
                 (conv, case.expected) for conv, case in zip(suite.conversations[plain.name], suite.cases, strict=True)
             ]
-            values = model.losses(items, batch_size=batch_size, cache=cache, progress=progress)
+            values = model.losses(items, batch_size=batch_size, cache=cache, progress=progress, label=plain.name)
             losses[plain.name] = {
                 "summary": loss_summary(values),
                 "per_item": [v[0] / v[1] if v and v[1] else None for v in values],
