@@ -15,7 +15,7 @@ import pytest
 import yaml
 from rich.console import Console
 
-from conftest import make_chat_examples, register_dataset
+from helpers.data import make_chat_examples, register_dataset
 from tailorlm.progress import SILENT, LiveProgress, LogProgress, Tally, clock, for_console
 from tailorlm.workspace import Workspace
 
