@@ -20,6 +20,7 @@ import math
 import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from rich.console import Console
@@ -213,14 +214,21 @@ class LogProgress:
     Args:
         console: Where lines go (markup in `say` messages is rendered as plain text off a terminal).
         interval: Seconds between lines of a running task (0: a line per `advance`).
+        printer: Prints `say` messages instead of `console.print` (the CLI's, which keeps tables uncut).
     """
 
-    def __init__(self, console: Console, *, interval: float = DEFAULT_INTERVAL_S) -> None:
+    def __init__(
+        self, console: Console, *, interval: float = DEFAULT_INTERVAL_S, printer: Callable[[Any], None] | None = None
+    ) -> None:
         self.console = console
         self.interval = max(0.0, interval)
+        self.printer = printer
 
     def say(self, message: Any) -> None:
-        self.console.print(message, soft_wrap=True)
+        if self.printer is not None:
+            self.printer(message)
+        else:
+            self.console.print(message, soft_wrap=True)
 
     def line(self, text: str) -> None:
         self.console.print(text, markup=False, highlight=False, soft_wrap=True)
@@ -254,13 +262,17 @@ class _LiveTask(_Ends):
 class LiveProgress:
     """A rich bar per running task (count, loss, tokens/s, elapsed, ETA); messages print above the bars."""
 
-    def __init__(self, console: Console) -> None:
+    def __init__(self, console: Console, *, printer: Callable[[Any], None] | None = None) -> None:
         self.console = console
+        self.printer = printer
         self.bar: Any = None
         self.running: list[_LiveTask] = []
 
     def say(self, message: Any) -> None:
-        (self.bar.console if self.bar is not None else self.console).print(message)
+        if self.printer is not None:  # prints through the same console: above the bars while they run
+            self.printer(message)
+        else:
+            self.console.print(message)
 
     def task(self, description: str, total: int | None, *, completed: int = 0, unit: str = "") -> Task:
         from rich.progress import (
@@ -308,8 +320,9 @@ def interval_from_env() -> float:
         raise ValueError(f"{INTERVAL_ENV} must be a number of seconds (got {value!r})") from None
 
 
-def for_console(console: Console) -> Progress:
-    """A live bar on a terminal, plain lines every `$TAILORLM_PROGRESS_INTERVAL` seconds (30) elsewhere."""
+def for_console(console: Console, *, printer: Callable[[Any], None] | None = None) -> Progress:
+    """A live bar on a terminal, plain lines every `$TAILORLM_PROGRESS_INTERVAL` seconds (30) elsewhere;
+    `printer` prints the messages (default `console.print`)."""
     if console.is_terminal and not console.is_dumb_terminal:
-        return LiveProgress(console)
-    return LogProgress(console, interval=interval_from_env())
+        return LiveProgress(console, printer=printer)
+    return LogProgress(console, interval=interval_from_env(), printer=printer)
