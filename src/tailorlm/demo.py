@@ -7,11 +7,12 @@ quickstart says so plainly. Hidden sizes are multiples of 64.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from tailorlm.formats.templates import CHATML_TEMPLATE
+from tailorlm.progress import SILENT, Progress
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
 
@@ -54,7 +55,7 @@ def build_demo_model(
     max_positions: int = 1024,
     seed: int = 0,
     pretrain_steps: int = 0,
-    say: Callable[..., None] = lambda *_: None,
+    progress: Progress = SILENT,
 ) -> Path:
     """Write a Llama model and its tokenizer to `output_dir`: random weights, then optionally
     `pretrain_steps` of plain language-model training on `texts` so the demo starts with some words."""
@@ -85,14 +86,23 @@ def build_demo_model(
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     if pretrain_steps:
-        say(f"Pretraining the demo model for {pretrain_steps} steps on {len(texts)} texts...")
-        pretrain(model, tokenizer, texts, steps=pretrain_steps, seed=seed)
+        progress.say(f"Pretraining the demo model for {pretrain_steps} steps on {len(texts)} texts...")
+        pretrain(model, tokenizer, texts, steps=pretrain_steps, seed=seed, progress=progress)
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
 
 
-def pretrain(model: Any, tokenizer: Any, texts: list[str], *, steps: int, block: int = 128, seed: int = 0) -> None:
+def pretrain(
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    *,
+    steps: int,
+    block: int = 128,
+    seed: int = 0,
+    progress: Progress = SILENT,
+) -> None:
     """Full-weight causal-LM training on `texts` cut into blocks (the demo model's 'pretraining')."""
     import torch
 
@@ -104,12 +114,14 @@ def pretrain(model: Any, tokenizer: Any, texts: list[str], *, steps: int, block:
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps, pct_start=0.1)
     model.train()
-    for _ in range(steps):
-        batch = blocks[torch.randint(len(blocks), (8,), generator=generator)]
-        loss = model(input_ids=batch, labels=batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad()
+    with progress.task("pretrain demo model", total=steps, unit="steps") as task:
+        for _ in range(steps):
+            batch = blocks[torch.randint(len(blocks), (8,), generator=generator)]
+            loss = model(input_ids=batch, labels=batch).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            task.advance(1, loss=float(loss), tokens=batch.numel())
     model.eval()

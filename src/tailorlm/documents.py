@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from tailorlm.errors import UserError
+from tailorlm.progress import Progress
 from tailorlm.workspace import NotFound, Workspace, read_jsonl
 
 Status = Literal["ingested", "unchanged", "failed", "partial"]
@@ -91,7 +92,9 @@ class IngestReport:
 class Ingest(Protocol):
     """Reads files and folders into the workspace's documents (`tailorlm.ingest.ingest`)."""
 
-    def __call__(self, workspace: Workspace, paths: Sequence[Path | str]) -> IngestReport: ...
+    def __call__(
+        self, workspace: Workspace, paths: Sequence[Path | str], *, progress: Progress = ...
+    ) -> IngestReport: ...
 
 
 def load_documents(workspace: Workspace, sha256s: Iterable[str]) -> list[Document]:

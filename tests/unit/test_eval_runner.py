@@ -4,6 +4,7 @@ One run is trained for the module (its answers are noise; the pipeline is what i
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import sys
@@ -12,11 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from helpers.data import make_chat_examples, register_dataset
 from tailorlm.config import EvaluateSettings, Project, parse_project
 from tailorlm.evaluate import EvalError, compare, evaluate, format_table, summary_table
 from tailorlm.formats.examples import Example
+from tailorlm.progress import LogProgress
 from tailorlm.registry import Artifact, EvaluationMeta, GateVerdict, RunMeta
 from tailorlm.workspace import Workspace, read_jsonl
 
@@ -76,8 +79,8 @@ def test_evaluation_writes_report_results_and_registry(trained: tuple[Workspace,
         rag_k=2,
         objectives={"rouge_l": 0.0, "perplexity": 1e9},
     )
-    seen: list[tuple[str, int, int]] = []
-    result = evaluate(ws, project, run=run.id, progress=lambda stage, done, total: seen.append((stage, done, total)))
+    log = io.StringIO()
+    result = evaluate(ws, project, run=run.id, progress=LogProgress(Console(file=log, width=80), interval=0))
 
     assert result.evaluation.status == "complete" and result.path == ws.eval_dir(result.evaluation.id)
     assert sorted(p.name for p in result.path.iterdir()) == ["report.html", "results.jsonl", "summary.json"]
@@ -106,7 +109,8 @@ def test_evaluation_writes_report_results_and_registry(trained: tuple[Workspace,
     assert set(summary["loss"]) == {"base", "finetuned"} and summary["loss"]["finetuned"]["tokens"] > 0
     assert summary["rag"]["corpus"] == "train split" and summary["few_shot"]["k"] == 2
     assert summary["failures"]["finetuned"]["total"] == 4
-    assert any(stage.startswith("generate ") for stage, _, _ in seen)
+    said = log.getvalue()  # a plain line per batch (or a cache note), naming the candidates answered
+    assert "generate base, few_shot, rag" in said and "generate finetuned, finetuned+rag" in said, said
 
     html = (result.path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 1 and "function filterItems" in html

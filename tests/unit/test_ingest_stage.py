@@ -3,14 +3,17 @@ registry rows, the audit event, and the checks on its arguments."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from tailorlm.documents import Document, FileResult, IngestReport, load_documents
 from tailorlm.ingest import ingest
 from tailorlm.ingest.readers import READERS, reader
+from tailorlm.progress import LogProgress
 from tailorlm.registry import DocumentMeta
 from tailorlm.workspace import NotFound, read_jsonl, sha256_file
 
@@ -31,16 +34,17 @@ def company_folder(root: Path) -> Path:
 
 def test_ingest_folders_and_files(workspace, tmp_path):
     root = company_folder(tmp_path / "company")
-    seen: list[tuple[int, int, str]] = []
-    report = ingest(
-        workspace, [root / "docs", root / "faq.csv", str(root / "records.jsonl")], progress=lambda *a: seen.append(a)
-    )
+    log = io.StringIO()
+    progress = LogProgress(Console(file=log), interval=0)
+    report = ingest(workspace, [root / "docs", root / "faq.csv", str(root / "records.jsonl")], progress=progress)
 
     assert isinstance(report, IngestReport) and report.ok and report.documents == 3 + 2 + 3
     names = [Path(r.path).relative_to(root).as_posix() for r in report.files]
     assert names == ["docs/a.md", "docs/b.md", "docs/sub/c.txt", "faq.csv", "records.jsonl"]  # sorted, hidden skipped
     assert [r.status for r in report.files] == ["ingested"] * 5
-    assert seen == [(i, 5, str(root / name)) for i, name in enumerate(names, start=1)]
+    assert [line.split(" · ")[0] for line in log.getvalue().splitlines()] == [
+        f"ingest 3 paths: {i}/5 files ({i * 20}%)" for i in range(1, 6)
+    ]
 
     faq = report.files[3]
     assert faq == FileResult(str(root / "faq.csv"), "ingested", sha256_file(root / "faq.csv"), 2)

@@ -4,17 +4,20 @@ docs and an mbox; plus the example company under examples/acme when it is there.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import mailbox
 from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from tailorlm.config import Project, parse_project
 from tailorlm.dataset_splits import load_split
 from tailorlm.ingest import ingest
 from tailorlm.prepare import PrepareError, prepare
+from tailorlm.progress import LogProgress
 from tailorlm.registry import DatasetMeta
 from tailorlm.workspace import sha256_file
 
@@ -215,9 +218,12 @@ def all_examples(workspace, dataset) -> list:
 
 
 def test_chat_dataset_written_registered_and_carded(workspace, company, tiny_model_dir):
-    messages: list[str] = []
-    result = prepare(workspace, make_project(company, tiny_model_dir), progress=messages.append, ingest=ingest)
-    assert not result.skipped and messages
+    log = io.StringIO()
+    progress = LogProgress(Console(file=log, width=200), interval=0)
+    result = prepare(workspace, make_project(company, tiny_model_dir), progress=progress, ingest=ingest)
+    messages = log.getvalue().splitlines()
+    assert not result.skipped and messages[0] == "ingesting faq.csv"
+    assert any(line.startswith("ingest ") and " files (100%)" in line for line in messages), messages
     assert result.dataset.id == "dataset-acme-v1" and result.path == workspace.dataset_dir("acme", "v1")
     for name in ("train.jsonl", "val.jsonl", "test.jsonl", "card.json", "card.md", "chunks.jsonl"):
         assert (result.path / name).is_file(), name
@@ -464,9 +470,9 @@ def test_file_sources_take_the_ingest_step_from_the_caller(workspace, company, t
     assert nothing_written(workspace)
     called = []
 
-    def counting_ingest(ws, paths):
+    def counting_ingest(ws, paths, **options):  # options: `progress`, passed on
         called.append([Path(p).name for p in paths])
-        return ingest(ws, paths)
+        return ingest(ws, paths, **options)
 
     assert prepare(workspace, project, ingest=counting_ingest).counts["train"] > 0
     assert called == [["faq.csv"]]

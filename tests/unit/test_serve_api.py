@@ -21,6 +21,7 @@ from tailorlm.serve.auth import KeyStore, create_key, revoke_key
 from tailorlm.serve.engine import Engine, SamplingParams
 from tailorlm.serve.limits import Limits
 from tailorlm.serve.request_log import RequestLog, read_request_log
+from tailorlm.serve.schemas import ChatCompletionChunk, CompletionChunk
 from tailorlm.workspace import Workspace
 
 CAP = 48
@@ -110,6 +111,27 @@ def test_streaming_sends_the_same_answer_in_chunks_with_usage(served):
     assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "length"
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 10
     assert all(c.usage is None for c in chunks[:-1])
+
+
+@pytest.mark.parametrize(
+    ("path", "request_fields", "schema"),
+    [
+        ("/v1/chat/completions", {"messages": MESSAGES}, ChatCompletionChunk),
+        ("/v1/completions", {"prompt": "Where is"}, CompletionChunk),
+    ],
+)
+def test_stream_events_are_the_declared_chunk_models(served, path, request_fields, schema):
+    body = {"model": "acme", "max_tokens": 4, "temperature": 0, "ignore_eos": True, "stream": True, **request_fields}
+    with served.http("chat").stream("POST", path, json=body) as response:
+        events = [line.removeprefix("data: ") for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(event) for event in events[:-1]]
+    assert [schema.model_validate(c).model_dump(mode="json", exclude={"usage"}) for c in chunks] == chunks
+    assert chunks[-1]["choices"][0]["finish_reason"] == "length"
+    if schema is ChatCompletionChunk:  # the role first, then text only, then an empty delta with the reason
+        assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
+        assert all(set(c["choices"][0]["delta"]) == {"content"} for c in chunks[1:-1])
+        assert chunks[-1]["choices"][0]["delta"] == {}
 
 
 def test_text_completions_stream_and_not(served):

@@ -6,6 +6,7 @@ the whole path to a dataset through real HTTP with a teacher whose content is sc
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import socket
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.console import Console
 
 from helpers.serve import RecordingMiddleware, ServerThread, single_torch_thread
 from tailorlm.config import Project, parse_project
@@ -34,6 +36,7 @@ from tailorlm.prepare.synth import (
     state_file,
     synthesize,
 )
+from tailorlm.progress import LogProgress, Task
 
 REFUNDS = (
     "Refunds go back to the original payment method within 5 business days of the return arriving. "
@@ -235,15 +238,15 @@ def test_each_chunk_is_asked_once_and_a_second_run_asks_nothing(teacher, workspa
     url, recorder = teacher
     project = synth_project(tmp_path, url)
     chunks = [*CHUNKS[:4], make_chunk(REFUNDS, "refunds-copy", 0, "Refund policy")]  # the same text twice
-    events: list[str] = []
+    log = io.StringIO()
     start = len(recorder.bodies)
-    first = synthesize(
-        workspace, project, chunks, say=events.append, progress=lambda done, total: events.append(f"{done}/{total}")
-    )
+    first = synthesize(workspace, project, chunks, progress=LogProgress(Console(file=log, width=200), interval=0))
+    events = [line.split(" (")[0] for line in log.getvalue().splitlines()]
     asked = recorder.asked_since(start)
     assert sorted(asked) == sorted(c.text for c in CHUNKS[:4])  # the copy is not asked again
     assert all(b["model"] == "base" and b["max_tokens"] == reply_budget(2) for b in recorder.bodies[start:])
-    assert "4 call(s)" in events[0] and events[1:5] == ["1/4", "2/4", "3/4", "4/4"]  # the estimate comes first
+    assert "4 call(s)" in events[0]  # the estimate comes first
+    assert events[1:5] == [f"synthesize: {i}/4 chunks" for i in range(1, 5)]
     # A random tiny model writes no JSON: every reply is counted as unparseable and skipped.
     assert first.counts["calls"] == 4 and first.counts["unparseable"] == 5 and first.examples == []
     assert first.skips() == {"synthetic: teacher reply without question/answer JSON": 5}
@@ -252,23 +255,52 @@ def test_each_chunk_is_asked_once_and_a_second_run_asks_nothing(teacher, workspa
     assert sorted(row["chunk"] for row in rows) == sorted({chunk_hash(c) for c in chunks})
     assert all(row["completion_tokens"] is not None and row["finish_reason"] for row in rows)
 
-    again = synthesize(workspace, project, chunks, say=events.append)
+    again = synthesize(workspace, project, chunks, progress=LogProgress(Console(file=log, width=200), interval=0))
     assert len(recorder.bodies) == start + 4  # no request at all
-    assert again.counts["calls"] == 0 and again.counts["cached"] == 4 and "0 call(s)" in events[-2]
+    assert again.counts["calls"] == 0 and again.counts["cached"] == 4
+    assert "0 call(s)" in log.getvalue().splitlines()[-2]
     assert again.counts["unparseable"] == 5
+
+
+class CtrlCAfter:
+    """A reporter whose task is interrupted (as by Ctrl-C) after `n` replies."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def say(self, message: Any) -> None:
+        pass
+
+    def task(self, description: str, total: int | None, *, completed: int = 0, unit: str = "") -> Task:
+        limit = self.n
+
+        class Interrupting:
+            count = 0
+
+            def advance(self, n: int = 1, **fields: Any) -> None:
+                self.count += n
+                if self.count == limit:
+                    raise KeyboardInterrupt
+
+            def done(self) -> None:
+                pass
+
+            def __enter__(self) -> Interrupting:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                pass
+
+        return Interrupting()
 
 
 def test_an_interrupted_run_resumes_with_the_remaining_chunks(teacher, workspace, tmp_path):
     url, recorder = teacher
     project = synth_project(tmp_path, url, per_chunk=3)
 
-    def interrupt_after_two(done: int, total: int) -> None:
-        if done == 2:
-            raise KeyboardInterrupt
-
     start = len(recorder.bodies)
     with pytest.raises(KeyboardInterrupt):
-        synthesize(workspace, project, CHUNKS, progress=interrupt_after_two, concurrency=1)
+        synthesize(workspace, project, CHUNKS, progress=CtrlCAfter(2), concurrency=1)
     first = recorder.asked_since(start)
     path = state_file(workspace, "base", 3)
     assert len(first) == 2 and len(read_state(path)) == 2
@@ -390,8 +422,11 @@ def test_prepare_builds_synthetic_examples_from_teacher_json(workspace, tmp_path
             },
             root=company,
         )
-        said: list[str] = []
-        result = prepare(workspace, project, progress=said.append, ingest=ingest)
+        log = io.StringIO()
+        result = prepare(
+            workspace, project, progress=LogProgress(Console(file=log, width=200), interval=0), ingest=ingest
+        )
+        said = log.getvalue().splitlines()
 
     examples = load_split(workspace, result.dataset, "train")
     assert sorted(e.input_text for e in examples) == [

@@ -14,13 +14,13 @@ licence and the dtype it was dequantised to; importing the same file again is a 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tailorlm.bases.gguf import DTYPES, BaseModelError, convert_gguf, read_gguf_info
 from tailorlm.bases.packages import PACKAGED, PackagedModel, installed_version, join_parts, locate, owning_package
 from tailorlm.config import Project
+from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, BaseMeta, BaseOrigin
 from tailorlm.workspace import Workspace, sha256_file
 
@@ -34,12 +34,6 @@ __all__ = [
     "with_base_dir",
 ]
 
-Say = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
-
 
 def import_base(
     workspace: Workspace,
@@ -47,7 +41,7 @@ def import_base(
     *,
     name: str | None = None,
     dtype: str = "float32",
-    say: Say = _quiet,
+    progress: Progress = SILENT,
 ) -> Artifact:
     """Import a GGUF file (or an installed model package's GGUF) as a registered base model.
 
@@ -56,7 +50,7 @@ def import_base(
         source: A `.gguf` path, or the name of an installed model package (see `PACKAGED`).
         name: The base's name (default: the package's, else the file name without `.gguf`).
         dtype: The dtype the weights are dequantised to (float32 trains on any CPU).
-        say: Where progress lines go.
+        progress: Told each step (hashing, joining parts, converting) as it starts.
 
     Raises:
         BaseModelError: the file or package is missing, is not a loadable GGUF, or the name is taken.
@@ -65,7 +59,7 @@ def import_base(
         raise BaseModelError(f"--dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
     packaged = PACKAGED.get(str(source))
     if packaged is not None:
-        return _import_packaged(workspace, packaged, name=name or packaged.name, dtype=dtype, say=say)
+        return _import_packaged(workspace, packaged, name=name or packaged.name, dtype=dtype, progress=progress)
     path = Path(source).expanduser()
     if not path.exists() and not str(source).endswith(".gguf") and "/" not in str(source):
         known = ", ".join(PACKAGED)
@@ -76,21 +70,23 @@ def import_base(
     if owner:
         origin.update(package=owner[0], version=owner[1])
     licence = info.license or (PACKAGED[owner[0]].license if owner and owner[0] in PACKAGED else None)
-    return _register(workspace, path, info, name or _default_name(path), dtype, origin, licence, say)
+    return _register(workspace, path, info, name or _default_name(path), dtype, origin, licence, progress)
 
 
-def _import_packaged(workspace: Workspace, model: PackagedModel, *, name: str, dtype: str, say: Say) -> Artifact:
+def _import_packaged(
+    workspace: Workspace, model: PackagedModel, *, name: str, dtype: str, progress: Progress
+) -> Artifact:
     paths = locate(model)
     origin = {"package": model.package, "version": installed_version(model.package), "file": str(paths[0])}
     if len(paths) == 1:
         info = read_gguf_info(paths[0])
-        return _register(workspace, paths[0], info, name, dtype, origin, info.license or model.license, say)
+        return _register(workspace, paths[0], info, name, dtype, origin, info.license or model.license, progress)
     origin["file"] = f"{model.files[0].split('/')[-1].rsplit('.part', 1)[0]} (joined from {len(paths)} packages)"
     (workspace.root / "cache").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workspace.root / "cache", prefix=".gguf-") as temp:
-        joined = join_parts(paths, Path(temp) / f"{name}.gguf", model.sha256, say)
+        joined = join_parts(paths, Path(temp) / f"{name}.gguf", model.sha256, progress)
         info = read_gguf_info(joined)
-        return _register(workspace, joined, info, name, dtype, origin, info.license or model.license, say)
+        return _register(workspace, joined, info, name, dtype, origin, info.license or model.license, progress)
 
 
 def _register(
@@ -101,7 +97,7 @@ def _register(
     dtype: str,
     origin: dict[str, Any],
     licence: str | None,
-    say: Say,
+    progress: Progress,
 ) -> Artifact:
     _check_name(name)
     stat = path.stat()
@@ -112,13 +108,13 @@ def _register(
         unchanged = known.origin == source and known.source_stat == stamp
         if unchanged and known.dtype == dtype and workspace.path_of(existing).is_dir():
             return existing  # the same file, untouched since it was imported: no need to hash it again
-    say(f"hashing {path.name} ({stat.st_size / 1e6:.0f} MB)")
+    progress.say(f"hashing {path.name} ({stat.st_size / 1e6:.0f} MB)")
     digest = sha256_file(path)
     for existing in workspace.registry.find("base", name=name):
         known = existing.meta_as(BaseMeta)
         if known.sha256 == digest and known.dtype == dtype:
             if workspace.path_of(existing).is_dir():
-                say(f"base {name} is already imported from this file ({digest[:12]}): nothing to do")
+                progress.say(f"base {name} is already imported from this file ({digest[:12]}): nothing to do")
                 return existing
         elif existing.status == "complete":
             other = known.sha256[:12]
@@ -126,7 +122,7 @@ def _register(
                 f"a base named {name!r} already exists from another file ({other}…); choose another --name"
             )
     final = workspace.base_dir(name)
-    say(f"converting {info.architecture} GGUF ({', '.join(info.file_types)}) to a {dtype} model directory")
+    progress.say(f"converting {info.architecture} GGUF ({', '.join(info.file_types)}) to a {dtype} model directory")
     with workspace.staging(final) as staging:
         facts = convert_gguf(path, staging, dtype=dtype)
     meta = BaseMeta(
@@ -144,7 +140,9 @@ def _register(
         Artifact(id=f"base-{name}", kind="base", name=name, hash=digest, path=workspace.relative(final), meta=meta)
     )
     workspace.audit.append("base.import", inputs=[origin["file"]], outputs=[artifact.id], sha256=digest)
-    say(f"imported base {name}: {facts['parameters'] / 1e6:.0f}M parameters, {dtype}, licence {licence or 'unknown'}")
+    progress.say(
+        f"imported base {name}: {facts['parameters'] / 1e6:.0f}M parameters, {dtype}, licence {licence or 'unknown'}"
+    )
     return artifact
 
 
@@ -163,7 +161,9 @@ def list_bases(workspace: Workspace) -> list[Artifact]:
     return workspace.registry.find("base", status="complete")
 
 
-def resolve_base(workspace: Workspace, reference: str | Path, *, root: Path | None = None, say: Say = _quiet) -> Path:
+def resolve_base(
+    workspace: Workspace, reference: str | Path, *, root: Path | None = None, progress: Progress = SILENT
+) -> Path:
     """The model directory that `base_model:` names: a directory as is, a `.gguf` file or an installed
     model package imported on first use, a registered base by name.
 
@@ -179,7 +179,7 @@ def resolve_base(workspace: Workspace, reference: str | Path, *, root: Path | No
     if path.is_file() or text.endswith(".gguf"):
         if not path.is_file():
             raise BaseModelError(f"base_model: GGUF file not found: {path}")
-        return workspace.path_of(import_base(workspace, path, say=say))
+        return workspace.path_of(import_base(workspace, path, progress=progress))
     found = workspace.registry.find("base", name=text, status="complete")
     if found:
         return workspace.path_of(found[0])
@@ -188,7 +188,7 @@ def resolve_base(workspace: Workspace, reference: str | Path, *, root: Path | No
         existing = workspace.registry.find("base", name=model.name, status="complete")
         if existing:
             return workspace.path_of(existing[0])
-        return workspace.path_of(import_base(workspace, text, say=say))
+        return workspace.path_of(import_base(workspace, text, progress=progress))
     if path.is_absolute() or "/" in text or text.startswith("."):
         return path  # a path to a directory that isn't there: check_model_dir names what is missing
     known = ", ".join(a.name for a in list_bases(workspace)) or "none yet"
@@ -198,9 +198,9 @@ def resolve_base(workspace: Workspace, reference: str | Path, *, root: Path | No
     )
 
 
-def with_base_dir(workspace: Workspace, project: Project, *, say: Say = _quiet) -> Project:
+def with_base_dir(workspace: Workspace, project: Project, *, progress: Progress = SILENT) -> Project:
     """The project with `base_model` resolved to its model directory (see `resolve_base`)."""
-    directory = resolve_base(workspace, project.base_model, root=project.root, say=say)
+    directory = resolve_base(workspace, project.base_model, root=project.root, progress=progress)
     if directory == project.base_model:
         return project
     return project.model_copy(update={"base_model": directory})

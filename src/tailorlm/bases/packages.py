@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata as metadata
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from tailorlm.bases.gguf import BaseModelError
+from tailorlm.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def locate(model: PackagedModel) -> list[Path]:
     return paths
 
 
-def join_parts(paths: list[Path], out: Path, expected_sha256: str | None, say: Callable[[str], None]) -> Path:
+def join_parts(paths: list[Path], out: Path, expected_sha256: str | None, progress: Progress) -> Path:
     """Concatenate a GGUF split over several packages into `out`, checking its hash."""
     digest = hashlib.sha256()
     with out.open("wb") as target:
@@ -108,7 +108,7 @@ def join_parts(paths: list[Path], out: Path, expected_sha256: str | None, say: C
             f"the joined parts hash to {digest.hexdigest()}, not the published {expected_sha256}: a part is "
             "damaged; reinstall the packages"
         )
-    say(f"joined {len(paths)} parts into one GGUF ({out.stat().st_size / 1e6:.0f} MB)")
+    progress.say(f"joined {len(paths)} parts into one GGUF ({out.stat().st_size / 1e6:.0f} MB)")
     return out
 
 

@@ -28,8 +28,8 @@ from tailorlm.cli.common import (
     _given,
     _option,
     _plain_type,
+    _progress,
     _project,
-    _say,
     _value,
     _with_options,
     _workspace,
@@ -177,7 +177,7 @@ def ingest(
     missing = [str(path) for path in paths if not path.exists()]
     if missing:
         raise FileNotFoundError(f"not found: {', '.join(missing)}")
-    report = run_ingest(ws, paths, max_file_mb=max_file_mb)
+    report = run_ingest(ws, paths, max_file_mb=max_file_mb, progress=_progress())
     rows = []
     for result in report.files:
         style = {"failed": "red", "partial": "yellow", "unchanged": "dim"}.get(result.status, "green")
@@ -207,9 +207,7 @@ def prepare(
     from tailorlm.prepare import prepare as run_prepare
 
     ws = _workspace(workspace)
-    result = run_prepare(
-        ws, _project(ws, project), ingest=ingest, force=force, progress=lambda message: console.print(f"  {message}")
-    )
+    result = run_prepare(ws, _project(ws, project), ingest=ingest, force=force, progress=_progress())
     verb = "unchanged, reusing" if result.skipped else "built"
     console.print(f"Dataset {verb} [bold]{result.dataset.name}@{result.dataset.version}[/] at {result.path}")
     console.print("  " + ", ".join(f"{k}: {v}" for k, v in result.counts.items()))
@@ -256,7 +254,14 @@ def train(
         if skipped := imported.meta_as(DatasetMeta).skipped.get("dataset: invalid line"):
             console.print(f"[yellow]skipped {skipped} invalid line(s) of {data} (recorded in the dataset card)[/]")
     try:
-        result = run_train(ws, proj, dataset=dataset, resume=resume, force=force)  # type: ignore[arg-type]
+        result = run_train(
+            ws,
+            proj,  # type: ignore[arg-type]
+            dataset=dataset,
+            resume=resume,
+            force=force,
+            progress=_progress(),
+        )
     except KeyboardInterrupt:
         interrupted = ws.registry.find("run", status="interrupted")
         hint = f" Resume with: tailorlm train --resume {interrupted[0].id}" if interrupted else ""
@@ -331,7 +336,14 @@ def eval_(
     if cases is not None and not cases.is_file():
         raise FileNotFoundError(f"cases file not found: {cases}")
     result = ev.evaluate(
-        ws, _project(ws, project), runs=run, cases_file=cases, baselines=baseline, endpoints=endpoint, gate=gate
+        ws,
+        _project(ws, project),
+        runs=run,
+        cases_file=cases,
+        baselines=baseline,
+        endpoints=endpoint,
+        gate=gate,
+        progress=_progress(to_stderr=as_json),
     )
     if as_json:
         verdict = None
@@ -393,7 +405,7 @@ def run_all(
     from tailorlm.pipeline import run_project
 
     ws = _workspace(workspace)
-    run_project(ws, _project(ws, project), force=force, say=_say)
+    run_project(ws, _project(ws, project), force=force, progress=_progress())
 
 
 @app.command()
@@ -422,7 +434,9 @@ def quickstart(
     """
     from tailorlm.quickstart import run_quickstart
 
-    result = run_quickstart(_workspace(workspace, create=True), base_model=base_model, tiny=tiny, smoke=smoke, say=_say)
+    result = run_quickstart(
+        _workspace(workspace, create=True), base_model=base_model, tiny=tiny, smoke=smoke, progress=_progress()
+    )
     if result.model is None:
         raise typer.Exit(1)
 
@@ -442,7 +456,9 @@ def _export_command(target: Target) -> Callable[..., None]:
     ) -> None:
         from tailorlm.export import export
 
-        result = export(_workspace(workspace), model, target.name, output=output, **_given(options))
+        result = export(
+            _workspace(workspace), model, target.name, output=output, progress=_progress(), **_given(options)
+        )
         console.print(f"Exported {model} → {result.path}")
         for check in result.report.get("checks", []):
             style = {"passed": "green", "failed": "red"}.get(check["status"], "yellow")

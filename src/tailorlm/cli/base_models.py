@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tailorlm.cli import base_app
-from tailorlm.cli.common import JsonOption, WorkspaceOption, _workspace, command
+from tailorlm.cli.common import JsonOption, WorkspaceOption, _progress, _workspace, command
 from tailorlm.output import console, print_json, print_table
 from tailorlm.registry import BaseMeta, BaseOrigin
 
@@ -38,7 +38,7 @@ def base_import(
     from tailorlm.bases import import_base
 
     ws = _workspace(workspace)
-    artifact = import_base(ws, source, name=name, dtype=dtype, say=lambda line: console.print(f"  {line}"))
+    artifact = import_base(ws, source, name=name, dtype=dtype, progress=_progress())
     console.print(f"base [bold]{artifact.name}[/]: {ws.path_of(artifact)}")
     console.print(f"Use it with `base_model: {artifact.name}` in the project file.")
 

@@ -18,7 +18,8 @@ import typer
 
 from tailorlm import offline
 from tailorlm.errors import UserError
-from tailorlm.output import console, print_error, show
+from tailorlm.output import console, err, print_error, show
+from tailorlm.progress import Progress, for_console
 
 if TYPE_CHECKING:
     from tailorlm.config import Project
@@ -101,7 +102,7 @@ def _project(
         if candidate and candidate.is_file():
             project = load_project(candidate)
             offline.allow(project.allow_hosts)
-            return with_base_dir(workspace, project, say=console.print) if base_model else project
+            return with_base_dir(workspace, project, progress=_progress()) if base_model else project
     if path is not None:
         raise ConfigError(f"project file not found: {path}")
     if not required:
@@ -110,6 +111,12 @@ def _project(
         f"no project file in {workspace.root} or the current folder",
         hint=f"pass --project FILE, or create {workspace.project_file} with `tailorlm init`",
     )
+
+
+def _progress(*, to_stderr: bool = False) -> Progress:
+    """What the long verbs report through: a live bar on a terminal, plain lines in a log; on stderr
+    when stdout carries `--json`."""
+    return for_console(err, printer=err.print) if to_stderr else for_console(console, printer=_say)
 
 
 def _say(message: Any = "", *args: Any, **kwargs: Any) -> None:

@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from tailorlm.endpoints import EndpointError, first_model, openai_client
 from tailorlm.evaluate.cache import GenerationCache
 from tailorlm.evaluate.cases import EvalError
-from tailorlm.evaluate.generation import Decoding, GeneratedAnswer, Messages, Progress
+from tailorlm.evaluate.generation import Decoding, GeneratedAnswer, Messages
+from tailorlm.progress import SILENT, Progress
 
 
 class EndpointModel:
@@ -34,12 +35,13 @@ class EndpointModel:
         *,
         batch_size: int,
         cache: GenerationCache | None = None,
-        progress: Progress | None = None,
+        progress: Progress = SILENT,
+        label: str | None = None,
     ) -> list[GeneratedAnswer]:
-        done = 0
+        task = progress.task(f"generate {label or self.name}", total=len(conversations), unit="answers")
 
         def ask(messages: Messages) -> GeneratedAnswer:
-            nonlocal done
+            tokens = 0
             try:
                 response = self.client.chat.completions.create(
                     model=self.model_name,
@@ -50,19 +52,18 @@ class EndpointModel:
                 )
             except Exception as error:  # one failed request is a failed item, not a failed evaluation
                 return GeneratedAnswer(text="", finished=False, error=f"{type(error).__name__}: {error}"[:300])
+            else:
+                tokens = (getattr(response.usage, "completion_tokens", 0) if response.usage else 0) or 0
             finally:
-                done += 1
-                if progress:
-                    progress(f"generate {self.name}", done, len(conversations))
+                task.advance(1, tokens=tokens)
             choice = response.choices[0]
-            tokens = getattr(response.usage, "completion_tokens", 0) if response.usage else 0
             return GeneratedAnswer(
                 text=(choice.message.content or "").strip(),
                 tokens=tokens or 0,
                 finished=choice.finish_reason != "length",
             )
 
-        with ThreadPoolExecutor(max_workers=max(1, min(batch_size, 8))) as pool:
+        with task, ThreadPoolExecutor(max_workers=max(1, min(batch_size, 8))) as pool:
             results = list(pool.map(ask, conversations))
         self.generated += len(results)
         failures = [r.error for r in results if r.error]

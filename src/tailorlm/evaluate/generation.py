@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import gc
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -20,8 +20,8 @@ from typing import Any, cast
 from tailorlm.evaluate.cache import GenerationCache, cache_key
 from tailorlm.formats.examples import Example
 from tailorlm.formats.templates import render, stop_strings, tokenize_example
+from tailorlm.progress import SILENT, Progress
 
-Progress = Callable[[str, int, int], None]
 Messages = list[dict[str, str]]
 
 
@@ -141,9 +141,12 @@ class LocalModel:
         *,
         batch_size: int,
         cache: GenerationCache | None = None,
-        progress: Progress | None = None,
+        progress: Progress = SILENT,
+        label: str | None = None,
     ) -> list[GeneratedAnswer]:
-        """Answer each conversation; cached answers are reused and new ones stored."""
+        """Answer each conversation; cached answers are reused and new ones stored.
+
+        `progress` counts the answers generated (not those from the cache) under `label`."""
         prompts = [render(self.tokenizer, list(c), add_generation_prompt=True) for c in conversations]
         settings = {**decoding.to_json(), **self.settings_key}
         keys = [cache_key("generate", self.fingerprint, p, settings) for p in prompts]
@@ -151,19 +154,33 @@ class LocalModel:
         missing = list(dict.fromkeys(k for k in keys if k not in found))
         if missing:
             texts = {k: p for k, p in zip(keys, prompts, strict=True)}
-            fresh = self.generate([texts[k] for k in missing], decoding, batch_size=batch_size, progress=progress)
+            fresh = self.generate(
+                [texts[k] for k in missing],
+                decoding,
+                batch_size=batch_size,
+                progress=progress,
+                label=_label(label or self.name, len(keys) - len(missing)),
+            )
             self.generated += len(fresh)
             new = {k: g.to_json() for k, g in zip(missing, fresh, strict=True)}
             if cache is not None:
                 cache.put_many(new.items())
             found.update(new)
+        elif keys:
+            progress.say(f"    generate {label or self.name}: all {len(keys)} answers from the cache")
         results = []
         for key in keys:
             results.append(GeneratedAnswer(**found[key], cached=key not in missing))
         return results
 
     def generate(
-        self, prompts: Sequence[str], decoding: Decoding, *, batch_size: int, progress: Progress | None = None
+        self,
+        prompts: Sequence[str],
+        decoding: Decoding,
+        *,
+        batch_size: int,
+        progress: Progress = SILENT,
+        label: str | None = None,
     ) -> list[GeneratedAnswer]:
         """Generate for rendered prompts, `batch_size` at a time (longest first, left-padded)."""
         import torch
@@ -183,34 +200,34 @@ class LocalModel:
         model = self.model
         if decoding.temperature > 0:
             torch.manual_seed(decoding.seed)
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            rows = [encoded[i][-limit:] for i in batch]
-            width = max(len(r) for r in rows)
-            input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-            attention = torch.zeros((len(rows), width), dtype=torch.long)
-            for r, row in enumerate(rows):
-                input_ids[r, width - len(row) :] = torch.tensor(row)
-                attention[r, width - len(row) :] = 1
-            sampling = (
-                {"do_sample": True, "temperature": decoding.temperature}
-                if decoding.temperature > 0
-                else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
-            )
-            with torch.inference_mode():
-                output = model.generate(
-                    input_ids=input_ids.to(self.device),
-                    attention_mask=attention.to(self.device),
-                    max_new_tokens=decoding.max_new_tokens,
-                    eos_token_id=sorted(stop_ids),
-                    pad_token_id=pad_id,
-                    **sampling,
-                )
-            for r, index in enumerate(batch):
-                new = output[r, width:].tolist()
-                results[index] = self._decode(new, stop_ids, pad_id, truncated=len(encoded[index]) > limit)
-            if progress:
-                progress(f"generate {self.name}", min(start + batch_size, len(order)), len(order))
+        sampling = (
+            {"do_sample": True, "temperature": decoding.temperature}
+            if decoding.temperature > 0
+            else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+        )
+        with progress.task(f"generate {label or self.name}", total=len(prompts), unit="answers") as task:
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                rows = [encoded[i][-limit:] for i in batch]
+                width = max(len(r) for r in rows)
+                input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+                attention = torch.zeros((len(rows), width), dtype=torch.long)
+                for r, row in enumerate(rows):
+                    input_ids[r, width - len(row) :] = torch.tensor(row)
+                    attention[r, width - len(row) :] = 1
+                with torch.inference_mode():
+                    output = model.generate(
+                        input_ids=input_ids.to(self.device),
+                        attention_mask=attention.to(self.device),
+                        max_new_tokens=decoding.max_new_tokens,
+                        eos_token_id=sorted(stop_ids),
+                        pad_token_id=pad_id,
+                        **sampling,
+                    )
+                for r, index in enumerate(batch):
+                    new = output[r, width:].tolist()
+                    results[index] = self._decode(new, stop_ids, pad_id, truncated=len(encoded[index]) > limit)
+                task.advance(len(batch), tokens=sum(results[i].tokens for i in batch))  # type: ignore[union-attr]
         return [r for r in results if r is not None]
 
     def _decode(self, ids: list[int], stop_ids: set[int], pad_id: int, *, truncated: bool) -> GeneratedAnswer:
@@ -234,7 +251,8 @@ class LocalModel:
         *,
         batch_size: int,
         cache: GenerationCache | None = None,
-        progress: Progress | None = None,
+        progress: Progress = SILENT,
+        label: str | None = None,
     ) -> list[tuple[float, int] | None]:
         """Summed negative log-likelihood and token count of each reference answer after its prompt,
         with training's loss mask (assistant tokens only); None for items without a reference."""
@@ -253,6 +271,7 @@ class LocalModel:
                 max_length,
                 max(1, batch_size // 2),
                 progress,
+                label or self.name,
             )
             new = {cast(str, keys[i]): value for i, value in zip(todo, computed, strict=True)}
             if cache is not None:
@@ -261,7 +280,7 @@ class LocalModel:
         return [tuple(found[k]) if k else None for k in keys]
 
     def _compute_losses(
-        self, examples: list[Example], max_length: int, batch_size: int, progress: Progress | None
+        self, examples: list[Example], max_length: int, batch_size: int, progress: Progress, label: str
     ) -> list[list[float]]:
         import torch
 
@@ -270,31 +289,35 @@ class LocalModel:
         out: list[list[float]] = [[0.0, 0]] * len(examples)
         pad_id = self.tokenizer.pad_token_id or 0
         model = self.model
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            width = max(len(tokenized[i].input_ids) for i in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            labels = torch.full((len(batch), width), -100, dtype=torch.long)
-            attention = torch.zeros((len(batch), width), dtype=torch.long)
-            for r, i in enumerate(batch):
-                n = len(tokenized[i].input_ids)
-                ids[r, :n] = torch.tensor(tokenized[i].input_ids)
-                labels[r, :n] = torch.tensor(tokenized[i].labels)
-                attention[r, :n] = 1
-            with torch.inference_mode():
-                logits = model(input_ids=ids.to(self.device), attention_mask=attention.to(self.device)).logits
-                shifted = labels[:, 1:].to(self.device)
-                mask = shifted != -100
-                picked = logits[:, :-1][mask].float()
-                nll = torch.nn.functional.cross_entropy(picked, shifted[mask], reduction="none")
-                rows = mask.nonzero()[:, 0]
-                sums = torch.zeros(len(batch), device=nll.device).index_add_(0, rows, nll)
-                counts = mask.sum(dim=1)
-            for r, i in enumerate(batch):
-                out[i] = [float(sums[r]), int(counts[r])]
-            if progress:
-                progress(f"loss {self.name}", min(start + batch_size, len(order)), len(order))
+        with progress.task(f"loss {label}", total=len(order), unit="answers") as task:
+            for start in range(0, len(order), batch_size):
+                batch = order[start : start + batch_size]
+                width = max(len(tokenized[i].input_ids) for i in batch)
+                ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+                labels = torch.full((len(batch), width), -100, dtype=torch.long)
+                attention = torch.zeros((len(batch), width), dtype=torch.long)
+                for r, i in enumerate(batch):
+                    n = len(tokenized[i].input_ids)
+                    ids[r, :n] = torch.tensor(tokenized[i].input_ids)
+                    labels[r, :n] = torch.tensor(tokenized[i].labels)
+                    attention[r, :n] = 1
+                with torch.inference_mode():
+                    logits = model(input_ids=ids.to(self.device), attention_mask=attention.to(self.device)).logits
+                    shifted = labels[:, 1:].to(self.device)
+                    mask = shifted != -100
+                    picked = logits[:, :-1][mask].float()
+                    nll = torch.nn.functional.cross_entropy(picked, shifted[mask], reduction="none")
+                    rows = mask.nonzero()[:, 0]
+                    sums = torch.zeros(len(batch), device=nll.device).index_add_(0, rows, nll)
+                    counts = mask.sum(dim=1)
+                for r, i in enumerate(batch):
+                    out[i] = [float(sums[r]), int(counts[r])]
+                task.advance(len(batch), tokens=int(attention.sum()))
         return out
+
+
+def _label(name: str, cached: int) -> str:
+    return f"{name} ({cached} from the cache)" if cached else name
 
 
 def loss_summary(values: Sequence[tuple[float, int] | None]) -> dict[str, float]:

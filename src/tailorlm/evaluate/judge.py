@@ -30,6 +30,7 @@ import yaml
 from tailorlm.endpoints import EndpointError, first_model, openai_client
 from tailorlm.evaluate.cases import EvalError
 from tailorlm.evaluate.stats import cohen_kappa
+from tailorlm.progress import SILENT, Progress
 
 DEFAULT_RUBRIC = (
     "Correct and complete with respect to the reference answer, consistent with the company's documents, "
@@ -84,7 +85,6 @@ _VERDICT_WORDS = (
     ),
     re.compile(r"\b(?:answer\s+)?([AB])\s+is\s+(?:better|superior|preferred)", re.IGNORECASE),
 )
-Progress = Callable[[str, int, int], None]
 
 
 def parse_score(text: str) -> int | None:
@@ -214,21 +214,16 @@ class Judge:
             return f"(judge request failed: {type(error).__name__}: {error})"
         return response.choices[0].message.content or ""
 
-    def _map(
-        self, function: Callable[[Any], Any], items: Sequence[Any], stage: str, progress: Progress | None
-    ) -> list[Any]:
-        done = 0
+    def _map(self, function: Callable[[Any], Any], items: Sequence[Any], stage: str, progress: Progress) -> list[Any]:
+        with progress.task(stage, total=len(items), unit="judgements") as task:
 
-        def run(item: Any) -> Any:
-            nonlocal done
-            result = function(item)
-            done += 1
-            if progress:
-                progress(stage, done, len(items))
-            return result
+            def run(item: Any) -> Any:
+                result = function(item)
+                task.advance(1)
+                return result
 
-        with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            return list(pool.map(run, items))
+            with ThreadPoolExecutor(max_workers=self.workers) as pool:
+                return list(pool.map(run, items))
 
     def score(self, question: str, answer: str, reference: str | None, rubric: str | None = None) -> Judgement:
         reply = self._ask(
@@ -250,13 +245,13 @@ class Judge:
         return PairJudgement(outcome, consistent, v1, v2, (first, second))
 
     def score_many(
-        self, items: Sequence[tuple[str, str, str | None, str | None]], *, progress: Progress | None = None
+        self, items: Sequence[tuple[str, str, str | None, str | None]], *, progress: Progress = SILENT
     ) -> list[Judgement]:
         """Pointwise judgements of (question, answer, reference, rubric) items."""
         return self._map(lambda item: self.score(*item), items, "judge scores", progress)
 
     def compare_many(
-        self, items: Sequence[tuple[str, str, str, str | None, str | None]], *, progress: Progress | None = None
+        self, items: Sequence[tuple[str, str, str, str | None, str | None]], *, progress: Progress = SILENT
     ) -> list[PairJudgement]:
         """Pairwise judgements of (question, candidate, baseline, reference, rubric) items."""
         return self._map(lambda item: self.compare(*item), items, "judge pairs", progress)

@@ -12,27 +12,25 @@ into place; any error marks it `failed` and leaves no folder.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from tailorlm.config import Project
 from tailorlm.evaluate.cache import GenerationCache
 from tailorlm.evaluate.failures import analyse, diagnose
 from tailorlm.evaluate.gate import GateResult, check_gate, combine_gates
 from tailorlm.evaluate.generation import Decoding, GeneratedAnswer, LocalModel, loss_summary
-from tailorlm.evaluate.judge import JudgeConfig, agreement, win_rate
+from tailorlm.evaluate.judge import JudgeConfig
+from tailorlm.evaluate.judging import judge_answers
 from tailorlm.evaluate.report import write_evaluation
-from tailorlm.evaluate.scoring import JUDGE_WIN, Score, compact_details, compare_to_reference, finite, score_candidate
-from tailorlm.evaluate.stats import bootstrap_mean_ci
+from tailorlm.evaluate.scoring import Score, compact_details, compare_to_reference, finite, score_candidate
 from tailorlm.evaluate.suite import LOSS_TASKS, Suite, plan_suite
 from tailorlm.offline import enforce
+from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, EvaluationMeta
 from tailorlm.workspace import Workspace, new_id, sha256_file
-
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -60,7 +58,7 @@ def evaluate(
     baselines: list[str] | None = None,
     endpoints: list[str] | None = None,
     gate: bool = False,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
     judge: JudgeConfig | str | None = None,
     reference: str | None = None,
 ) -> EvaluationResult:
@@ -74,7 +72,7 @@ def evaluate(
         baselines: Override `evaluate.baselines` (`base`, `few_shot`, `rag`; `[]` for none).
         endpoints: OpenAI-compatible URLs (or `NAME=URL`) answering as extra candidates.
         gate: Require objectives (an error without any); the CLI exits 1 when unmet.
-        progress: Called as `progress(stage, done, total)`.
+        progress: Told the suite, then counts each model's answers (per candidate), losses and judgements.
         judge: A judge endpoint URL or `JudgeConfig` (default: `evaluate.judge` when the project has it).
         reference: Candidate the others are compared with item by item (default `base`).
 
@@ -152,8 +150,63 @@ def flat_scores(scores: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[
     }
 
 
+# --- the steps of one evaluation, in the order `_run` takes them -----------------------------------------
+
+
+def _run(
+    suite: Suite, project: Project, cache: GenerationCache, progress: Progress, eval_id: str
+) -> tuple[dict[str, Any], list[dict[str, Any]], GateResult | None]:
+    """Generate → score → per-item rows and failures → judge → gate → summary."""
+    settings = project.evaluate
+    decoding = Decoding(max_new_tokens=settings.max_new_tokens)
+    progress.say(
+        f"    {len(suite.cases)} case(s) x {len(suite.candidates)} candidate(s): "
+        + ", ".join(c.name for c in suite.candidates)
+    )
+    started = time.monotonic()
+    outputs, losses = _generate(suite, decoding, settings.batch_size, cache, progress)
+    seconds = time.monotonic() - started
+    scores, passed = _score(suite, outputs, losses)
+    rows, failures = _rows(suite, outputs, scores, passed, losses)
+    judge_summary = judge_answers(suite, outputs, scores, rows, progress) if suite.judge else None
+    summary_scores = {name: {m: s.to_json() for m, s in by_metric.items()} for name, by_metric in scores.items()}
+    per_item = {name: {m: s.per_item for m, s in by_metric.items()} for name, by_metric in scores.items()}
+    baseline_names = [c.name for c in suite.candidates if c.kind == "baseline"]
+    gates = (
+        {
+            c.run or c.name: check_gate(
+                settings.objectives, summary_scores[c.name], c.name, per_item=per_item, baselines=baseline_names
+            )
+            for c in suite.finetuned()
+        }
+        if settings.objectives
+        else {}
+    )
+    gate_result = combine_gates(gates) if gates else None
+    summary = {
+        "id": eval_id,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        **_describe_suite(suite, decoding, project),
+        "scores": summary_scores,
+        "details": {
+            name: {m: compact_details(s.details, len(suite.cases)) for m, s in by_metric.items() if s.details}
+            for name, by_metric in scores.items()
+        },
+        "comparisons": _compare(suite, scores),
+        "loss": {name: value["summary"] for name, value in losses.items()},
+        "judge": judge_summary,
+        "gate": gate_result.to_meta() if gate_result else None,
+        "gates": {name: g.to_meta() for name, g in gates.items()} if len(gates) > 1 else None,
+        "failures": failures,
+        "generation": _generation_counts(suite, seconds),
+        **suite.info,
+    }
+    ordered = [rows[(case.id, c.name)] for case in suite.cases for c in suite.candidates]
+    return summary, ordered, gate_result
+
+
 def _generate(
-    suite: Suite, decoding: Decoding, batch_size: int, cache: GenerationCache, progress: Progress | None
+    suite: Suite, decoding: Decoding, batch_size: int, cache: GenerationCache, progress: Progress
 ) -> tuple[dict[str, list[GeneratedAnswer]], dict[str, Any]]:
     """Every candidate's answers (one model at a time, all its candidates in one batched pass) and
     each local model's held-out loss on the plain prompts."""
@@ -169,6 +222,7 @@ def _generate(
             batch_size=batch_size,
             cache=cache if isinstance(model, LocalModel) else None,
             progress=progress,
+            label=", ".join(c.name for c in users),
         )
         for index, candidate in enumerate(users):
             outputs[candidate.name] = answers[index * n : (index + 1) * n]
@@ -177,7 +231,7 @@ def _generate(
             items = [
                 (conv, case.expected) for conv, case in zip(suite.conversations[plain.name], suite.cases, strict=True)
             ]
-            values = model.losses(items, batch_size=batch_size, cache=cache, progress=progress)
+            values = model.losses(items, batch_size=batch_size, cache=cache, progress=progress, label=plain.name)
             losses[plain.name] = {
                 "summary": loss_summary(values),
                 "per_item": [v[0] / v[1] if v and v[1] else None for v in values],
@@ -186,105 +240,48 @@ def _generate(
     return outputs, losses
 
 
-def _judge(
-    suite: Suite,
-    outputs: dict[str, list[GeneratedAnswer]],
-    scores: dict[str, dict[str, Score]],
-    rows: dict[tuple[str, str], dict[str, Any]],
-    progress: Progress | None,
-) -> dict[str, Any]:
-    judge = suite.judge
-    assert judge is not None
-    cases = suite.cases
-    questions = ["\n".join(m["content"] for m in c.messages if m["role"] != "system") for c in cases]
-    point: dict[tuple[str, str], int | None] = {}
-    if suite.judge_pointwise:
-        items = [
-            (q, g.text, c.expected, c.rubric)
-            for cand in suite.candidates
-            for q, g, c in zip(questions, outputs[cand.name], cases, strict=True)
-        ]
-        judged = iter(judge.score_many(items, progress=progress))
-        for cand in suite.candidates:
-            per_item: list[float | None] = []
-            for case in cases:
-                judgement = next(judged)
-                point[(case.id, cand.name)] = judgement.score
-                rows[(case.id, cand.name)].setdefault("judge", {})["score"] = judgement.score
-                per_item.append(None if judgement.score is None else float(judgement.score))
-            valid = [s for s in per_item if s is not None]
-            scores[cand.name]["judge"] = Score(
-                sum(valid) / len(valid) if valid else float("nan"), bootstrap_mean_ci(valid), per_item, n=len(valid)
-            )
-    verdicts: dict[tuple[str, str, str], str] = {}
-    win_rates: dict[str, dict[str, Any]] = {}
-    for candidate in suite.finetuned():
-        for baseline in suite.judge_pairs:
-            pairs = [
-                (q, a.text, b.text, c.expected, c.rubric)
-                for q, a, b, c in zip(questions, outputs[candidate.name], outputs[baseline], cases, strict=True)
-            ]
-            judged_pairs = judge.compare_many(pairs, progress=progress)
-            for case, pair in zip(cases, judged_pairs, strict=True):
-                verdicts[(case.id, candidate.name, baseline)] = pair.outcome
-                rows[(case.id, candidate.name)].setdefault("judge", {})[f"vs_{baseline}"] = pair.outcome
-            rate = win_rate(judged_pairs)
-            win_rates.setdefault(candidate.name, {})[baseline] = rate
-            wins = [1.0 if p.outcome == "win" else 0.0 for p in judged_pairs]
-            rate_value = rate["value"] if rate["value"] is not None else float("nan")
-            scores[candidate.name][f"{JUDGE_WIN}{baseline}"] = Score(
-                rate_value, bootstrap_mean_ci(wins), cast("list[float | None]", wins), n=len(wins)
-            )
-    finetuned = suite.finetuned()
-    result: dict[str, Any] = {
-        "endpoint": judge.config.endpoint,
-        "model": judge.model,
-        "requests": judge.requests,
-        "win_rates": win_rates,
-    }
-    if suite.human_labels:
-        default = finetuned[0].name if finetuned else suite.candidates[0].name
-        result["agreement"] = agreement(suite.human_labels, point, verdicts, default)
-    return result
-
-
-def _run(
-    suite: Suite, project: Project, cache: GenerationCache, progress: Progress | None, eval_id: str
-) -> tuple[dict[str, Any], list[dict[str, Any]], GateResult | None]:
-    settings = project.evaluate
-    decoding = Decoding(max_new_tokens=settings.max_new_tokens)
-    started = time.monotonic()
-    outputs, losses = _generate(suite, decoding, settings.batch_size, cache, progress)
-    seconds = time.monotonic() - started
-    cases = suite.cases
-    # What each candidate was shown (question, few-shot turns, retrieved passages): facts found
-    # there are not invented (metric `invented_facts`), and numbers there are not hallucinated.
-    prompts = {
-        c.name: ["\n".join(m["content"] for m in conversation) for conversation in suite.conversations[c.name]]
-        for c in suite.candidates
-    }
-
+def _score(
+    suite: Suite, outputs: dict[str, list[GeneratedAnswer]], losses: dict[str, Any]
+) -> tuple[dict[str, dict[str, Score]], dict[str, list[bool | None]]]:
+    """Each candidate's metric scores (and held-out loss), and whether each answer passed."""
     scores: dict[str, dict[str, Score]] = {}
     passed: dict[str, list[bool | None]] = {}
     for candidate in suite.candidates:
         texts = [g.text for g in outputs[candidate.name]]
-        metric_cases = [c.metric_case(context=p) for c, p in zip(cases, prompts[candidate.name], strict=True)]
+        # What the candidate was shown (question, few-shot turns, retrieved passages): facts found
+        # there are not invented (metric `invented_facts`), and numbers there are not hallucinated.
+        metric_cases = [
+            c.metric_case(context=p) for c, p in zip(suite.cases, _prompts(suite, candidate.name), strict=True)
+        ]
         scores[candidate.name], passed[candidate.name] = score_candidate(
             suite.task, suite.metrics, texts, metric_cases, suite.options
         )
-        if candidate.name in losses:
-            summary_loss = losses[candidate.name]["summary"]
-            for name in ("loss", "perplexity"):
-                if name in summary_loss:
-                    scores[candidate.name][name] = Score(
-                        summary_loss[name], (float("nan"), float("nan")), [], n=int(summary_loss["tokens"])
-                    )
+        summary_loss = losses.get(candidate.name, {}).get("summary", {})
+        for name in ("loss", "perplexity"):
+            if name in summary_loss:
+                scores[candidate.name][name] = Score(
+                    summary_loss[name], (float("nan"), float("nan")), [], n=int(summary_loss["tokens"])
+                )
+    return scores, passed
 
+
+def _rows(
+    suite: Suite,
+    outputs: dict[str, list[GeneratedAnswer]],
+    scores: dict[str, dict[str, Score]],
+    passed: dict[str, list[bool | None]],
+    losses: dict[str, Any],
+) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[str, Any]]:
+    """One results.jsonl row per (case, candidate) with its diagnosed errors, and each candidate's
+    failure analysis."""
+    cases = suite.cases
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     failures: dict[str, Any] = {}
     for candidate in suite.candidates:
+        prompts = _prompts(suite, candidate.name)
         predicted = scores[candidate.name].get("accuracy")
         labels = predicted.details.get("predicted") if predicted else None
+        loss = losses.get(candidate.name, {}).get("per_item")
         errors = []
         for index, (case, generation) in enumerate(zip(cases, outputs[candidate.name], strict=True)):
             item_scores = {
@@ -295,12 +292,11 @@ def _run(
                 case,
                 generation.text,
                 finished=generation.finished,
-                prompt_text=prompts[candidate.name][index],
+                prompt_text=prompts[index],
                 scores=item_scores,
                 predicted_label=labels[index] if labels else None,
             )
             errors.append(found)
-            loss = losses.get(candidate.name, {}).get("per_item")
             rows[(case.id, candidate.name)] = {
                 "case": case.id,
                 "candidate": candidate.name,
@@ -326,35 +322,29 @@ def _run(
         failures[candidate.name] = analyse(
             suite.task, cases, [g.text for g in outputs[candidate.name]], errors, passed[candidate.name], labels
         )
+    return rows, failures
 
-    judge_summary = _judge(suite, outputs, scores, rows, progress) if suite.judge else None
-    case_ids = [c.id for c in cases]
+
+def _prompts(suite: Suite, candidate: str) -> list[str]:
+    """The text of each conversation the candidate was shown."""
+    return ["\n".join(m["content"] for m in conversation) for conversation in suite.conversations[candidate]]
+
+
+def _compare(suite: Suite, scores: dict[str, dict[str, Score]]) -> dict[str, Any]:
+    """Each candidate against the reference, item by item."""
+    case_ids = [c.id for c in suite.cases]
     reference = scores[suite.reference]
-    comparisons = {
+    return {
         c.name: compare_to_reference(scores[c.name], reference, case_ids, suite.task)
         for c in suite.candidates
         if c.name != suite.reference
     }
-    summary_scores = {name: {m: s.to_json() for m, s in by_metric.items()} for name, by_metric in scores.items()}
 
-    per_item = {name: {m: s.per_item for m, s in by_metric.items()} for name, by_metric in scores.items()}
-    baseline_names = [c.name for c in suite.candidates if c.kind == "baseline"]
-    gates = (
-        {
-            c.run or c.name: check_gate(
-                settings.objectives, summary_scores[c.name], c.name, per_item=per_item, baselines=baseline_names
-            )
-            for c in suite.finetuned()
-        }
-        if settings.objectives
-        else {}
-    )
-    gate_result = combine_gates(gates) if gates else None
-    generated = sum(getattr(m, "generated", 0) for m in suite.models.values())
-    answers = len(cases) * len(suite.candidates)
-    summary = {
-        "id": eval_id,
-        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+
+def _describe_suite(suite: Suite, decoding: Decoding, project: Project) -> dict[str, Any]:
+    """What was evaluated, on what, how: the summary's fixed part."""
+    cases = suite.cases
+    return {
         "task": suite.task,
         "name": suite.name,
         "dataset": (
@@ -371,26 +361,12 @@ def _run(
         "metrics": suite.metrics,
         "reference": suite.reference,
         "decoding": decoding.to_json(),
-        "objectives": dict(settings.objectives),
+        "objectives": dict(project.evaluate.objectives),
         "candidates": [c.to_json() for c in suite.candidates],
-        "scores": summary_scores,
-        "details": {
-            name: {m: compact_details(s.details, len(cases)) for m, s in by_metric.items() if s.details}
-            for name, by_metric in scores.items()
-        },
-        "comparisons": comparisons,
-        "loss": {name: value["summary"] for name, value in losses.items()},
-        "judge": judge_summary,
-        "gate": gate_result.to_meta() if gate_result else None,
-        "gates": {name: g.to_meta() for name, g in gates.items()} if len(gates) > 1 else None,
-        "failures": failures,
-        "generation": {
-            "answers": answers,
-            "generated": generated,
-            "cached": answers - generated,
-            "seconds": round(seconds, 3),
-        },
-        **suite.info,
     }
-    ordered = [rows[(case.id, c.name)] for case in cases for c in suite.candidates]
-    return summary, ordered, gate_result
+
+
+def _generation_counts(suite: Suite, seconds: float) -> dict[str, Any]:
+    generated = sum(getattr(m, "generated", 0) for m in suite.models.values())
+    answers = len(suite.cases) * len(suite.candidates)
+    return {"answers": answers, "generated": generated, "cached": answers - generated, "seconds": round(seconds, 3)}

@@ -30,6 +30,7 @@ from typing import Any
 from tailorlm import offline
 from tailorlm.errors import UserError
 from tailorlm.modeling import ModelRef, resolve_model
+from tailorlm.progress import SILENT, Progress
 from tailorlm.workspace import NotFound, Workspace, atomic_write_json, sha256_file
 
 REPORT_FILE = "export_report.json"
@@ -86,6 +87,7 @@ class ExportContext:
         check: Run the parity checks (off: each is reported as skipped).
         prompts: User prompts for the parity checks (default: the user turns of the run's test split).
         max_new_tokens: Greedy tokens generated per prompt in the parity checks.
+        progress: Where a target says what it is doing (merging, converting, checking).
     """
 
     workspace: Workspace
@@ -96,6 +98,7 @@ class ExportContext:
     check: bool = True
     prompts: Sequence[str] | None = None
     max_new_tokens: int = 24
+    progress: Progress = SILENT
 
     @property
     def label(self) -> str:
@@ -227,6 +230,7 @@ def export(
     target: str,
     *,
     output: Path | None = None,
+    progress: Progress = SILENT,
     **options: Any,
 ) -> ExportResult:
     """Export a registered model (`name`, `name@vN`) or a complete run (`run-...`) as `target`.
@@ -237,6 +241,7 @@ def export(
         target: One of `available_targets()`: merge, gguf, ollama, vllm.
         output: Folder to write; default ``<workspace>/exports/<model>/<target folder>``. An existing
             folder is replaced only if it is empty or an earlier export (it has export_report.json).
+        progress: Told each step of the export (merge, conversion, checks) as it starts.
         **options: Shared options `check` (bool), `prompts` (list of user prompts), `max_new_tokens`
             (int), and the target's own (see `TARGETS[target].options()` and docs/export.md).
 
@@ -272,7 +277,8 @@ def export(
     created = [p for p in (final.parent, final.parent.parent) if not p.exists()]  # made by staging
     try:
         with workspace.staging(final) as staging:
-            context = ExportContext(workspace, model, staging, final, report, **shared)
+            context = ExportContext(workspace, model, staging, final, report, **shared, progress=progress)
+            progress.say(f"exporting {model_ref} as {target} to {final}")
             chosen.function(context, **options)
             files = sorted(p.relative_to(staging) for p in staging.rglob("*") if p.is_file())
             summary = {

@@ -116,17 +116,20 @@ def write_gguf(
     written: dict[str, Path] = {}
     try:
         write_merged(context, scratch, reload_check=False)
-        for kind in chosen:
-            name = (names or {}).get(kind, f"{context.label}-{kind}.gguf")
-            path = folder / name
-            if kind == "q4_K_M":
-                source = written.get("f16") or _convert(
-                    scratch, scratch / "f16.gguf", "f16", context.label, checkout if use_llama_cpp else None, pre
-                )
-                _quantize(quantizer, source, path, "Q4_K_M")
-            else:
-                _convert(scratch, path, kind, context.label, checkout if use_llama_cpp else None, pre)
-            written[kind] = path
+        with context.progress.task("write GGUF", total=len(chosen), unit="files") as task:
+            for kind in chosen:
+                name = (names or {}).get(kind, f"{context.label}-{kind}.gguf")
+                path = folder / name
+                if kind == "q4_K_M":
+                    source = written.get("f16") or _convert(
+                        scratch, scratch / "f16.gguf", "f16", context.label, checkout if use_llama_cpp else None, pre
+                    )
+                    _quantize(quantizer, source, path, "Q4_K_M")
+                else:
+                    _convert(scratch, path, kind, context.label, checkout if use_llama_cpp else None, pre)
+                written[kind] = path
+                task.advance(1, file=name)
+        context.progress.say(f"    checking {', '.join(written)}: read back, parity with the merged model")
         for kind, path in written.items():
             _check_read_back(context, kind, path, scratch)
         _check_parity(context, written, scratch)

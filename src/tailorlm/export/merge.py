@@ -95,6 +95,7 @@ def _merge_adapter(context: ExportContext, folder: Path, tokenizer: Any, dtype: 
             "trained with QLoRA on a 4-bit base: the adapter is merged into the full-precision base, "
             "so answers can differ slightly from base(4-bit)+adapter"
         )
+    context.progress.say(f"    merging the adapter into {model.base_model} (float32)")
     base = AutoModelForCausalLM.from_pretrained(model.base_model, local_files_only=True, dtype=torch.float32)
     peft_model = PeftModel.from_pretrained(base, model.artifact_dir).eval()
 
@@ -104,6 +105,7 @@ def _merge_adapter(context: ExportContext, folder: Path, tokenizer: Any, dtype: 
     stop = stop_ids(tokenizer)
     reference: list[list[int]] | None = None
     if context.check:
+        context.progress.say(f"    parity check: {len(prompts)} prompt(s), base+adapter vs merged")
         reference = hf_greedy(peft_model, prompts, context.max_new_tokens, stop)
         reference_logits = hf_next_logits(peft_model, prompts)
         with peft_model.disable_adapter():

@@ -26,7 +26,7 @@ import os
 import stat
 import typing
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
@@ -36,6 +36,7 @@ from tailorlm.documents import Document, FileResult, IngestReport, ReadError
 from tailorlm.ingest import csv_table, docx, email_reader, html, jsonl, markdown, pdf, xlsx  # noqa: F401 (registers)
 from tailorlm.ingest.readers import READERS, Reader, reader_for
 from tailorlm.ingest.source import reading
+from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, DocumentMeta
 from tailorlm.workspace import Workspace, atomic_write_jsonl, sha256_file, stable_hash
 
@@ -191,7 +192,7 @@ def ingest(
     *,
     max_file_mb: float = 100.0,
     reader_options: dict[str, dict[str, Any]] | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Progress = SILENT,
 ) -> IngestReport:
     """Read files and folders into the workspace's documents; see the module docstring for the rules.
 
@@ -201,7 +202,7 @@ def ingest(
         max_file_mb: Larger files fail without being read.
         reader_options: Per-reader options, e.g. `{"pdf": {"engine": "docling"}, "email":
             {"company_domains": ["acme.com"]}, "csv": {"delimiter": ";"}, "jsonl": {"text_field": "text"}}`.
-        progress: Called after each file with (files done, files in total, path).
+        progress: Counts the files read (a task named after the paths).
 
     Raises:
         ValueError: `reader_options` names a reader, option or value that doesn't exist.
@@ -212,10 +213,11 @@ def ingest(
     offline.enforce()
     results: list[FileResult] = []
     files = _files(paths, workspace.root, results)
-    for done, path in enumerate(files, start=1):
-        results.append(_ingest_file(workspace, path, max_file_mb, options))
-        if progress is not None:
-            progress(done, len(files), str(path))
+    label = f"ingest {paths[0]}" if len(paths) == 1 else f"ingest {len(paths)} paths"
+    with progress.task(label, total=len(files), unit="files") as task:
+        for path in files:
+            results.append(_ingest_file(workspace, path, max_file_mb, options))
+            task.advance(1)
 
     report = IngestReport(results)
     workspace.audit.append(

@@ -37,6 +37,7 @@ from tailorlm.prepare.recipes.dataset import dataset_files
 from tailorlm.prepare.recipes.documents import Chunk, base_tokenizer, chunk_documents
 from tailorlm.prepare.recipes.email import email_threads
 from tailorlm.prepare.split import SplitError, contamination_report, split_examples, strip_shared_prefix
+from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, DatasetMeta
 from tailorlm.registry.store import now
 from tailorlm.workspace import (
@@ -65,7 +66,7 @@ TASK_KINDS: dict[str, frozenset[str]] = {
 # never reach the dataset, and redacting the ids would break threading.
 EMAIL_TEXT_FIELDS = frozenset({"subject"})
 
-Progress = Callable[[str], None]
+Say = Callable[[str], None]
 SHOWN_READER_WARNINGS = 5  # per file in the card; the ingest audit event has them all
 
 
@@ -97,7 +98,7 @@ def prepare(
     project: Project,
     *,
     ingest: Ingest | None = None,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
     force: bool = False,
 ) -> PrepareResult:
     """Build (or find) the dataset the project describes.
@@ -111,10 +112,11 @@ def prepare(
         PrepareError: a missing source path, a kind that doesn't fit the task, a file that failed to
             ingest, a recipe that can't read a source, or no examples at all. Nothing is written then.
     """
-    say = progress or (lambda message: None)
+    say = progress.say
     _check_sources(project)
     inputs = [
-        _ingest_source(workspace, project, index, source, ingest, say) for index, source in enumerate(project.sources)
+        _ingest_source(workspace, project, index, source, ingest, progress)
+        for index, source in enumerate(project.sources)
     ]
     key = dataset_key(project, inputs)
     found = workspace.find_complete("dataset", key)
@@ -129,7 +131,7 @@ def prepare(
         _collect(workspace, project, item, collected, tokenizer, say)
     if project.prepare.synthesize is not None:
         if collected.chunks:
-            _synthesize(workspace, project, collected, tokenizer, say)
+            _synthesize(workspace, project, collected, tokenizer, progress)
         else:
             say("prepare.synthesize is set, but no documents source gave chunks: nothing to synthesize")
     _check_format(project, collected.examples)
@@ -215,7 +217,7 @@ def _check_sources(project: Project) -> None:
 
 
 def _ingest_source(
-    workspace: Workspace, project: Project, index: int, source: Source, ingest: Ingest | None, say: Progress
+    workspace: Workspace, project: Project, index: int, source: Source, ingest: Ingest | None, progress: Progress
 ) -> _SourceInput:
     path = project.resolve(source.path)
     if source.kind == "dataset":  # read by its recipe (see recipes/dataset.py); hashed here for the key
@@ -231,8 +233,8 @@ def _ingest_source(
         raise TypeError(
             f"sources[{index}] ({source.path}) must be ingested first: call prepare(..., ingest=tailorlm.ingest.ingest)"
         )
-    say(f"ingesting {source.path}")
-    report = ingest(workspace, [path])
+    progress.say(f"ingesting {source.path}")
+    report = ingest(workspace, [path], progress=progress)
     failed = [f for f in report.files if f.status == "failed"]
     if failed:
         lines = "\n".join(f"  {f.path}: {f.error or f.status}" for f in failed)
@@ -276,7 +278,7 @@ class _Collected:
 
 
 def _collect(
-    workspace: Workspace, project: Project, item: _SourceInput, collected: _Collected, tokenizer: Any, say: Progress
+    workspace: Workspace, project: Project, item: _SourceInput, collected: _Collected, tokenizer: Any, say: Say
 ) -> None:
     """Clean, redact and run the recipe of one source; documents of non-cpt tasks are chunked only."""
     source = item.source
@@ -319,20 +321,17 @@ def _collect(
     )
 
 
-def _synthesize(workspace: Workspace, project: Project, collected: _Collected, tokenizer: Any, say: Progress) -> None:
+def _synthesize(
+    workspace: Workspace, project: Project, collected: _Collected, tokenizer: Any, progress: Progress
+) -> None:
     """Synthetic Q&A from every source's chunks (see synth.py), counted in the sources' card rows."""
     from tailorlm.prepare.synth import synthesize
-
-    def progress(done: int, total: int) -> None:
-        if done == total or done % max(1, total // 20) == 0:
-            say(f"synthesizing: {done}/{total} chunk(s) asked")
 
     synthesis = synthesize(
         workspace,
         project,
         collected.chunks,
         tokenizer=tokenizer,
-        say=say,
         progress=progress,
         file_of=lambda chunk: _label(Path(chunk.source_path), project),
     )
@@ -369,7 +368,7 @@ def _write(
     card_inputs: CardInputs,
     inputs: Sequence[_SourceInput],
     tokenizer: Any,
-    say: Progress,
+    say: Say,
 ) -> PrepareResult:
     """Write the next version through a staging folder, then register it and log the audit event."""
     name = project.dataset_name

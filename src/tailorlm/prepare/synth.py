@@ -1,6 +1,6 @@
 """Synthetic Q&A: document chunks → chat examples written by a local teacher model.
 
-    synthesis = synthesize(workspace, project, chunks, say=print)   # `prepare` calls this
+    synthesis = synthesize(workspace, project, chunks, progress=progress)   # `prepare` calls this
 
 The teacher is any OpenAI-compatible endpoint on the premises (vLLM, Ollama, llama.cpp server,
 `tailorlm serve`), asked through the official `openai` client; its host must be loopback or in the
@@ -46,6 +46,7 @@ from tailorlm.config import Project, SynthesizeSettings
 from tailorlm.formats.examples import Example
 from tailorlm.prepare import PrepareError
 from tailorlm.prepare.recipes.documents import Chunk, token_counter
+from tailorlm.progress import SILENT, Progress, Task
 from tailorlm.workspace import Workspace, stable_hash
 
 # Bump when the prompt changes: replies to the old prompt then stop being re-used.
@@ -78,8 +79,6 @@ SKIP_REASONS = {
     "ungrounded": "synthetic: answer not grounded in its chunk",
     "duplicates": "synthetic: duplicate question",
 }
-
-Progress = Callable[[int, int], None]  # (chunks done in this run, chunks to ask for)
 
 
 # --- the prompt ----------------------------------------------------------------------------------
@@ -460,7 +459,7 @@ def _ask_all(
     replies: dict[str, str],
     counts: Counter[str],
     concurrency: int,
-    progress: Progress | None,
+    task: Task,
 ) -> tuple[str | None, str | None]:
     """Ask for every key, at most `concurrency` at a time, saving each reply as it comes. Returns the
     first endpoint error (after the requests in flight are saved) and the first refusal.
@@ -493,8 +492,7 @@ def _ask_all(
             refused = refused or outcome.refused
         else:
             error = error or outcome.error
-        if progress is not None:
-            progress(counts["calls"], len(keys))
+        task.advance(1, tokens=(outcome.row or {}).get("completion_tokens") or 0)
         following = next(todo, None) if error is None else None
         if following is not None:
             start(following)
@@ -533,8 +531,7 @@ def synthesize(
     chunks: Sequence[Chunk],
     *,
     tokenizer: Any = None,
-    say: Callable[[str], None] | None = None,
-    progress: Progress | None = None,
+    progress: Progress = SILENT,
     concurrency: int = CONCURRENCY,
     file_of: Callable[[Chunk], str] | None = None,
 ) -> Synthesis:
@@ -542,9 +539,9 @@ def synthesize(
 
     Args:
         tokenizer: Counts the prompt tokens of the estimate (words x 1.3 without one).
-        say: Told the estimate of calls and tokens before the first call, and a summary at the end.
-        progress: Called as `progress(done, total)` after each teacher request of this run; an
-            exception it raises (KeyboardInterrupt) stops the run, keeping every reply saved so far.
+        progress: Told the estimate of calls and tokens before the first call, then counts the
+            teacher's replies (a task), then a summary. An exception its task raises
+            (KeyboardInterrupt) stops the run, keeping every reply saved so far.
         concurrency: Teacher requests in flight.
         file_of: The file label of a chunk for `meta.file` (default: its source path).
 
@@ -556,7 +553,7 @@ def synthesize(
     settings = project.prepare.synthesize
     if settings is None:
         raise ValueError("project.prepare.synthesize is not set")
-    tell = say or (lambda message: None)
+    tell = progress.say
     client = _teacher(project, settings)
     try:
         model = _model(client, settings)
@@ -584,7 +581,8 @@ def synthesize(
 
             writer = _StateWriter(path)
             try:
-                error, refused = _ask_all(ask, missing, writer, replies, counts, max(1, concurrency), progress)
+                with progress.task("synthesize", total=len(missing), unit="chunks") as task:
+                    error, refused = _ask_all(ask, missing, writer, replies, counts, max(1, concurrency), task)
             finally:
                 writer.close()
     finally:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 MAX_STOP_SEQUENCES = 8
 
@@ -144,6 +144,35 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class ChatDelta(BaseModel):
+    """The new part of a streamed chat answer; fields that did not change are left out (`{}` at the end)."""
+
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _changed_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {key: value for key, value in handler(self).items() if value is not None}
+
+
+class ChatChunkChoice(BaseModel):
+    index: int
+    delta: ChatDelta
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One server-sent event of a streamed chat answer; `usage` only in the last one, when asked for."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChatChunkChoice]
+    usage: Usage | None = None
+
+
 class TextChoice(BaseModel):
     index: int
     text: str
@@ -158,6 +187,17 @@ class Completion(BaseModel):
     model: str
     choices: list[TextChoice]
     usage: Usage
+
+
+class CompletionChunk(BaseModel):
+    """One server-sent event of a streamed text completion; `usage` only in the last one, when asked for."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[TextChoice]
+    usage: Usage | None = None
 
 
 class ModelCard(BaseModel):
@@ -195,3 +235,9 @@ class Health(BaseModel):
     models: list[str] = Field(description="Served model names.")
     queued: int = Field(description="Requests waiting for the generation thread.")
     stats: dict[str, int] = Field(description="Batches, requests, tokens generated, cancelled requests.")
+
+
+class ServiceInfo(BaseModel):
+    service: Literal["tailorlm"] = "tailorlm"
+    docs: str = "/docs"
+    openapi: str = "/openapi.json"

@@ -18,9 +18,10 @@ from tailorlm.config import Project, TrainSettings
 from tailorlm.dataset_splits import load_split
 from tailorlm.errors import UserError
 from tailorlm.modeling import check_model_dir, load_tokenizer
+from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, RunMeta
 from tailorlm.train.data import EmptyDatasetError, tokenize_split
-from tailorlm.train.plan import Plan, make_plan
+from tailorlm.train.plan import Plan, describe_plan, make_plan
 from tailorlm.workspace import (
     Workspace,
     atomic_write_json,
@@ -57,6 +58,7 @@ def train(
     resume: str | None = None,
     force: bool = False,
     callbacks: list[Any] | None = None,
+    progress: Progress = SILENT,
 ) -> TrainResult:
     """Fine-tune `project.base_model` on a registered dataset (default: the project's latest).
 
@@ -64,10 +66,12 @@ def train(
         dataset: `name`, `name@version` or a dataset id; default the project's dataset.
         resume: a run id to continue from its last checkpoint (its own settings are used).
         force: train even if a complete run with the same inputs and settings exists.
-        callbacks: extra `transformers.TrainerCallback`s (progress, tests).
+        callbacks: extra `transformers.TrainerCallback`s (benchmarks, tests).
+        progress: told the plan (device, precision, steps, epochs) before the first step, then the
+            steps with loss, tokens/s and ETA.
     """
     if resume:
-        return _resume(workspace, resume, callbacks=callbacks)
+        return _resume(workspace, resume, callbacks=callbacks, progress=progress)
     settings = project.train
     base_model = check_model_dir(resolve_base(workspace, project.base_model, root=project.root))
     dataset_artifact = workspace.resolve("dataset", dataset or project.dataset_name)
@@ -99,10 +103,10 @@ def train(
             sort_keys=False,
         ),
     )
-    return _run(workspace, run_id, run_dir, base_model, dataset_artifact, settings, key, callbacks)
+    return _run(workspace, run_id, run_dir, base_model, dataset_artifact, settings, key, callbacks, progress)
 
 
-def _resume(workspace: Workspace, run_ref: str, *, callbacks: list[Any] | None) -> TrainResult:
+def _resume(workspace: Workspace, run_ref: str, *, callbacks: list[Any] | None, progress: Progress) -> TrainResult:
     from tailorlm.train.sft import last_checkpoint
 
     try:
@@ -127,6 +131,7 @@ def _resume(workspace: Workspace, run_ref: str, *, callbacks: list[Any] | None) 
         settings,
         run.key,
         callbacks,
+        progress,
         resume_from=checkpoint,
     )
 
@@ -140,6 +145,7 @@ def _run(
     settings: TrainSettings,
     key: str | None,
     callbacks: list[Any] | None,
+    progress: Progress,
     resume_from: Path | None = None,
 ) -> TrainResult:
     from tailorlm.train.sft import fine_tune
@@ -154,6 +160,7 @@ def _run(
             f"{settings.max_length})"
         )
     plan = make_plan(settings, len(train_split.rows))
+    progress.say(describe_plan(plan, settings.method, len(train_split.rows), resume_from))
     data = {"train": train_split.summary(), "val": val_split.summary()}
     meta = RunMeta(
         method=settings.method, base_model=str(base_model), dataset=dataset.id, plan=plan.to_json(), data=data
@@ -189,6 +196,7 @@ def _run(
             val_split=val_split,
             resume_from=resume_from,
             callbacks=callbacks,
+            progress=progress,
         )
     except KeyboardInterrupt:
         workspace.registry.update(run_id, status="interrupted")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tailorlm.config import TrainSettings
@@ -81,3 +82,15 @@ def make_plan(settings: TrainSettings, n_train: int, *, device: str | None = Non
         save_steps=settings.save_steps or max(1, total // 2),
         notes=notes,
     )
+
+
+def describe_plan(plan: Plan, method: str, n_train: int, resume_from: Path | None = None) -> str:
+    """The line printed before training starts: what will run where, and for how long."""
+    line = (
+        f"plan: {method} on {plan.device}, {plan.precision}, {plan.total_steps} steps "
+        f"({plan.epochs} epoch(s) of {plan.steps_per_epoch} over {n_train} examples), "
+        f"learning rate {plan.learning_rate:g}" + (", gradient checkpointing" if plan.gradient_checkpointing else "")
+    )
+    if resume_from is not None:
+        line += f"; resuming from {resume_from.name}"
+    return "; ".join([line, *plan.notes])

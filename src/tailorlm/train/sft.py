@@ -17,6 +17,7 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tailorlm.config import TrainSettings
 from tailorlm.modeling import add_adapters, load_base_model
+from tailorlm.progress import SILENT, Progress, Task
 from tailorlm.train.data import ListDataset, PadCollator, TokenizedSplit
 from tailorlm.train.plan import Plan
 
@@ -32,8 +33,12 @@ def fine_tune(
     val_split: TokenizedSplit | None,
     resume_from: Path | None = None,
     callbacks: list[Any] | None = None,
+    progress: Progress = SILENT,
 ) -> dict[str, Any]:
-    """Train and save into `run_dir` (`adapter/` or `model/`); returns the trainer's final metrics."""
+    """Train and save into `run_dir` (`adapter/` or `model/`); returns the trainer's final metrics.
+
+    `progress` gets a task counting the steps (with loss and tokens/s) and a line per validation pass;
+    `callbacks` are extra `transformers.TrainerCallback`s (benchmarks, tests)."""
     # --- setup ---------------------------------------------------------------------------------
     set_seed(settings.seed)  # adapter initialisation depends on it: same seed, same run
     model = load_base_model(base_model, method=settings.method, precision=plan.precision, device=plan.device)
@@ -83,12 +88,16 @@ def fine_tune(
         processing_class=tokenizer,
         callbacks=[MetricsLogger(run_dir / "metrics.jsonl"), *(callbacks or [])],
     )
-    trainer.remove_callback(ProgressCallback)  # one rich progress bar with ETA instead of tqdm + dict dumps
+    trainer.remove_callback(ProgressCallback)  # our progress (bar or log lines) instead of tqdm + dict dumps
     trainer.remove_callback(PrinterCallback)
-    trainer.add_callback(ProgressBar())
+    reporter = ReportProgress(progress)
+    trainer.add_callback(reporter)
 
     # --- train ---------------------------------------------------------------------------------
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    try:
+        output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    finally:
+        reporter.close()  # on_train_end is not called when training stops with an error
     metrics = dict(output.metrics)
     if has_val:
         metrics.update(trainer.evaluate())
@@ -135,43 +144,46 @@ class MetricsLogger(TrainerCallback):
             handle.write(json.dumps(row) + "\n")
 
 
-class ProgressBar(TrainerCallback):
-    """A rich progress bar with ETA, the latest loss, and one line per validation pass."""
+class ReportProgress(TrainerCallback):
+    """Steps, loss and tokens/s to a `Progress` (a live bar, or log lines off a terminal); one line per
+    validation pass."""
 
-    def __init__(self) -> None:
-        self.progress: Any = None
-        self.task: Any = None
-        self.loss = float("nan")
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.task: Task | None = None
+        self.step = 0
+        self.tokens = 0
+        self.loss: float | None = None
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         if not state.is_world_process_zero:
             return
-        self.progress = Progress(
-            TextColumn("    train"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]:.3f}"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-        )
-        self.progress.start()
-        self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, loss=self.loss)
+        self.step, self.tokens = state.global_step, int(state.num_input_tokens_seen or 0)
+        self.task = self.progress.task("train", total=state.max_steps, completed=state.global_step, unit="steps")
 
     def on_step_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, completed=state.global_step, loss=self.loss)
+        if self.task is None:
+            return
+        seen = int(state.num_input_tokens_seen or 0)
+        fields: dict[str, Any] = {"tokens": seen - self.tokens}
+        if self.loss is not None:
+            fields["loss"] = self.loss
+        self.task.advance(state.global_step - self.step, **fields)
+        self.step, self.tokens = state.global_step, seen
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
-        if self.progress is None or not logs:
+        if self.task is None or not logs:
             return
         if "loss" in logs:
             self.loss = float(logs["loss"])
+            self.task.advance(0, loss=self.loss)
         if "eval_loss" in logs:
-            self.progress.console.print(f"    step {state.global_step}: val loss {float(logs['eval_loss']):.4f}")
+            self.progress.say(f"    step {state.global_step}: val loss {float(logs['eval_loss']):.4f}")
 
     def on_train_end(self, args: Any, state: Any, control: Any, **_: Any) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
+        self.close()
+
+    def close(self) -> None:
+        if self.task is not None:
+            self.task.done()
+            self.task = None

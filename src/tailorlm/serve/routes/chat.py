@@ -1,0 +1,63 @@
+"""`POST /v1/chat/completions`: a chat answer rendered with the same template as in training."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from tailorlm.serve.engine import Finished
+from tailorlm.serve.errors import APIError
+from tailorlm.serve.routes.answering import COMPLETION_ERRORS, SSE_RESPONSE, Generation, respond, usage
+from tailorlm.serve.routes.common import ChatCaller, ServerState, note, sampling, served_for
+from tailorlm.serve.schemas import (
+    AssistantMessage,
+    ChatChoice,
+    ChatChunkChoice,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    ChatDelta,
+)
+
+router = APIRouter(tags=["completions"])
+
+
+@router.post("/v1/chat/completions", response_model=ChatCompletion, responses={**COMPLETION_ERRORS, **SSE_RESPONSE})
+async def chat_completions(body: ChatCompletionRequest, request: Request, who: ChatCaller, server: ServerState) -> Any:
+    """A chat answer, rendered with the same template as in training."""
+    note(request, model=body.model)
+    served = served_for(server, body.model, who)
+    if body.tools:
+        raise APIError(400, "tools are not supported by this server", param="tools", code="unsupported_value")
+    messages = [m.as_template_message() for m in body.messages]
+    note(request, prompt_text="\n".join(f"{m['role']}: {m['content']}" for m in messages))
+    engine = server.engine
+    with engine.incoming():
+        prompt_ids = await run_in_threadpool(engine.chat_prompt, served, messages)
+        params = sampling(server, body, served, len(prompt_ids))
+        generation = Generation(engine, served, prompt_ids, params, stream=body.stream)
+    answer_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+
+    def chunk(text: str | None, finish_reason: str | None, delta: ChatDelta | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=answer_id,
+            created=created,
+            model=served.name,
+            choices=[ChatChunkChoice(index=0, delta=delta or ChatDelta(content=text), finish_reason=finish_reason)],
+        )
+
+    def final(text: str, finished: Finished) -> ChatCompletion:
+        return ChatCompletion(
+            id=answer_id,
+            created=created,
+            model=served.name,
+            choices=[ChatChoice(index=0, message=AssistantMessage(content=text), finish_reason=finished.reason)],
+            usage=usage(finished),
+        )
+
+    first = chunk(None, None, ChatDelta(role="assistant", content=""))
+    return await respond(request, body, generation, chunk, final, first)
