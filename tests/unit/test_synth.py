@@ -21,7 +21,7 @@ from tailorlm.config import Project, parse_project
 from tailorlm.dataset_splits import load_split
 from tailorlm.ingest import ingest
 from tailorlm.prepare import PrepareError, prepare
-from tailorlm.prepare.recipes.documents import Chunk
+from tailorlm.prepare.builders.documents import Chunk
 from tailorlm.prepare.synth import (
     QAPair,
     build_examples,

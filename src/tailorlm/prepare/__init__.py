@@ -8,7 +8,7 @@ Steps, top to bottom (docs/prepare.md tells the whole story):
 2. ingest each source path (idempotent by content hash); any failed file stops here, nothing written;
 3. skip when a complete dataset was built from the same file hashes and settings (unless `force`);
 4. load the documents, clean and redact their text (pseudonyms consistent within a document or an
-   e-mail thread), run the source's recipe; documents of a non-`cpt` task are only chunked, and with
+   e-mail thread), run the source's builder; documents of a non-`cpt` task are only chunked, and with
    `prepare.synthesize` a local teacher model writes Q&A examples from their chunks (synth.py);
 5. quality filters, exact + near duplicate removal, the split by source, the contamination check;
 6. write train/val/test.jsonl, card.json, card.md (and chunks.jsonl) into a staging folder renamed
@@ -30,12 +30,12 @@ from tailorlm.dataset_splits import SPLITS
 from tailorlm.documents import Document, Ingest, load_documents
 from tailorlm.errors import UserError
 from tailorlm.formats.examples import Example
+from tailorlm.prepare.builders import BuilderError, run_builder
+from tailorlm.prepare.builders.dataset import dataset_files
+from tailorlm.prepare.builders.documents import Chunk, base_tokenizer, chunk_documents
+from tailorlm.prepare.builders.email import email_threads
 from tailorlm.prepare.card import CardInputs, build_card, render_markdown
 from tailorlm.prepare.clean import Scrubber, filter_examples
-from tailorlm.prepare.recipes import RecipeError, run_recipe
-from tailorlm.prepare.recipes.dataset import dataset_files
-from tailorlm.prepare.recipes.documents import Chunk, base_tokenizer, chunk_documents
-from tailorlm.prepare.recipes.email import email_threads
 from tailorlm.prepare.split import SplitError, contamination_report, split_examples, strip_shared_prefix
 from tailorlm.registry import Artifact, DatasetMeta
 from tailorlm.registry.store import now
@@ -61,7 +61,7 @@ TASK_KINDS: dict[str, frozenset[str]] = {
     "cpt": frozenset({"documents", "dataset"}),
 }
 
-# Of an e-mail's fields only the subject is text a recipe may use; the headers (from, to, message ids)
+# Of an e-mail's fields only the subject is text a builder may use; the headers (from, to, message ids)
 # never reach the dataset, and redacting the ids would break threading.
 EMAIL_TEXT_FIELDS = frozenset({"subject"})
 
@@ -109,7 +109,7 @@ def prepare(
 
     Raises:
         PrepareError: a missing source path, a kind that doesn't fit the task, a file that failed to
-            ingest, a recipe that can't read a source, or no examples at all. Nothing is written then.
+            ingest, a builder that can't read a source, or no examples at all. Nothing is written then.
     """
     say = progress or (lambda message: None)
     _check_sources(project)
@@ -149,7 +149,7 @@ def prepare(
         key=key,
         sources=collected.sources,
         pii_counts=collected.scrubber.counts,
-        recipe_skips=collected.skipped,
+        builder_skips=collected.skipped,
         drops=drops,
         dedup=dedup,
         contamination=contamination,
@@ -166,7 +166,7 @@ def _ner_model(project: Project) -> Path | None:
 
 def dataset_key(project: Project, inputs: Sequence[_SourceInput]) -> str:
     """What the dataset is built from: input file hashes, prepare settings, task, system prompt and the
-    recipe settings of each source (not its path: moving the project folder changes nothing)."""
+    builder settings of each source (not its path: moving the project folder changes nothing)."""
     chunked = any(item.source.kind == "documents" for item in inputs)
     return stable_hash(
         {
@@ -218,13 +218,13 @@ def _ingest_source(
     workspace: Workspace, project: Project, index: int, source: Source, ingest: Ingest | None, say: Progress
 ) -> _SourceInput:
     path = project.resolve(source.path)
-    if source.kind == "dataset":  # read by its recipe (see recipes/dataset.py); hashed here for the key
+    if source.kind == "dataset":  # read by its builder (see builders/dataset.py); hashed here for the key
         try:
             hashed = [
                 {"path": _label(file, project), "sha256": sha256_file(file), "documents": 0}
                 for file in dataset_files(source, project)
             ]
-        except RecipeError as error:
+        except BuilderError as error:
             raise PrepareError(f"sources[{index}]: {error}") from None
         return _SourceInput(index, source, hashed, [])
     if ingest is None:
@@ -278,19 +278,19 @@ class _Collected:
 def _collect(
     workspace: Workspace, project: Project, item: _SourceInput, collected: _Collected, tokenizer: Any, say: Progress
 ) -> None:
-    """Clean, redact and run the recipe of one source; documents of non-cpt tasks are chunked only."""
+    """Clean, redact and run the builder of one source; documents of non-cpt tasks are chunked only."""
     source = item.source
     where = f"sources[{item.index}] ({source.path})"
     documents: list[Document] = []
     if source.kind != "dataset":
         loaded = load_documents(workspace, [f["sha256"] for f in item.files])
         say(f"cleaning {len(loaded)} documents of {source.path}")
-        fields, text = _read_by_recipe(source)
+        fields, text = _read_by_builder(source)
         units = email_threads(loaded) if source.kind == "email" else None  # pseudonyms per thread
         documents = collected.scrubber.documents(loaded, fields=fields, text=text, units=units)
     try:
-        examples, skips = run_recipe(documents, source, project)
-    except RecipeError as error:
+        examples, skips = run_builder(documents, source, project)
+    except BuilderError as error:
         raise PrepareError(f"{where}: {error}") from None
     if source.kind == "dataset":
         examples = [collected.scrubber.example(example) for example in examples]
@@ -343,8 +343,8 @@ def _synthesize(workspace: Workspace, project: Project, collected: _Collected, t
         collected.sources[row]["synthetic"] = collected.sources[row].get("synthetic", 0) + made
 
 
-def _read_by_recipe(source: Source) -> tuple[Callable[[str], bool], Callable[[Document], bool]]:
-    """The fields and texts the source's recipe reads: only those are cleaned and redacted (redaction
+def _read_by_builder(source: Source) -> tuple[Callable[[str], bool], Callable[[Document], bool]]:
+    """The fields and texts the source's builder reads: only those are cleaned and redacted (redaction
     is the slow step; a table may have dozens of columns nobody uses)."""
     if source.kind == "email":  # of the headers only the subject is text; the ids thread the messages
         return EMAIL_TEXT_FIELDS.__contains__, lambda document: True
@@ -393,7 +393,7 @@ def _write(
     parents = [document_id for item in inputs for document_id in item.document_ids]
     meta = DatasetMeta(
         counts=counts,
-        skipped=dict(card_inputs.recipe_skips),
+        skipped=dict(card_inputs.builder_skips),
         task=project.task,
         format=card["format"],
         labels=sorted(card["labels"]),

@@ -1,4 +1,4 @@
-"""The `faq` recipe: question/answer pairs → single-turn chat examples (system = the project's prompt).
+"""The `faq` builder: question/answer pairs → single-turn chat examples (system = the project's prompt).
 
 Two shapes of input:
 
@@ -18,11 +18,11 @@ from collections.abc import Iterator, Sequence
 from tailorlm.config import Project, Source
 from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
-from tailorlm.prepare.recipes import (
-    RecipeOutput,
+from tailorlm.prepare.builders import (
+    BuilderOutput,
     Skipped,
+    builder,
     file_label,
-    recipe,
     require_columns,
     source_ref,
     text_of,
@@ -37,8 +37,8 @@ ANSWER_LINE = re.compile(
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 
-@recipe("faq")
-def faq(documents: Sequence[Document], source: Source, project: Project) -> RecipeOutput:
+@builder("faq")
+def faq(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
     """Yield one chat example per question/answer pair."""
     rows = [d for d in documents if d.fields]
     if rows:

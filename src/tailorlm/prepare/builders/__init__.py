@@ -1,18 +1,18 @@
-"""The recipe registry: how each kind of source (`sources[].kind`) becomes examples.
+"""The builder registry: how each kind of source (`sources[].kind`) becomes examples.
 
-A recipe is one file in this folder with one registration line::
+A builder is one file in this folder with one registration line::
 
-    @recipe("faq")
+    @builder("faq")
     def faq(documents: Sequence[Document], source: Source, project: Project) -> Iterator[Example | Skipped]:
         ...
 
 It turns already ingested, cleaned and redacted documents into examples and nothing else: it never
 opens files or the registry (the `prepare` stage around it does that). The one exception is the
-`dataset` recipe, whose input is already a JSONL of examples (see `recipes/dataset.py`).
+`dataset` builder, whose input is already a JSONL of examples (see `builders/dataset.py`).
 
-A recipe yields `Skipped(reason)` for an item it can't use (an empty answer, an agent e-mail with
-no customer message before it) so the stage can count every drop with its reason; `run_recipe`
-separates the two. Input that can't work at all (a missing column) raises `RecipeError` naming the
+A builder yields `Skipped(reason)` for an item it can't use (an empty answer, an agent e-mail with
+no customer message before it) so the stage can count every drop with its reason; `run_builder`
+separates the two. Input that can't work at all (a missing column) raises `BuilderError` naming the
 file and what it has.
 """
 
@@ -30,47 +30,47 @@ from tailorlm.errors import UserError
 from tailorlm.formats.examples import Example
 
 
-class RecipeError(UserError, ValueError):
+class BuilderError(UserError, ValueError):
     """A source that can't be turned into examples; the message names the file and the fix."""
 
 
 @dataclass(frozen=True)
 class Skipped:
-    """An item a recipe could not use, with the reason counted in the dataset card."""
+    """An item a builder could not use, with the reason counted in the dataset card."""
 
     reason: str
     where: str = ""
 
 
-RecipeOutput = Iterator[Example | Skipped]
-RecipeFunction = Callable[[Sequence[Document], Source, Project], RecipeOutput]
+BuilderOutput = Iterator[Example | Skipped]
+BuilderFunction = Callable[[Sequence[Document], Source, Project], BuilderOutput]
 
-RECIPES: dict[str, RecipeFunction] = {}
+BUILDERS: dict[str, BuilderFunction] = {}
 
 
-def recipe(kind: str) -> Callable[[RecipeFunction], RecipeFunction]:
-    """Register a recipe for a source kind (`sources[].kind` in the project file)."""
+def builder(kind: str) -> Callable[[BuilderFunction], BuilderFunction]:
+    """Register a builder for a source kind (`sources[].kind` in the project file)."""
 
-    def register(function: RecipeFunction) -> RecipeFunction:
-        RECIPES[kind] = function
+    def register(function: BuilderFunction) -> BuilderFunction:
+        BUILDERS[kind] = function
         return function
 
     return register
 
 
-def get_recipe(kind: str) -> RecipeFunction:
-    """The recipe registered for a source kind; `RecipeError` naming the known kinds otherwise."""
+def get_builder(kind: str) -> BuilderFunction:
+    """The builder registered for a source kind; `BuilderError` naming the known kinds otherwise."""
     try:
-        return RECIPES[kind]
+        return BUILDERS[kind]
     except KeyError:
-        raise RecipeError(f"no recipe for source kind {kind!r} (known: {', '.join(sorted(RECIPES))})") from None
+        raise BuilderError(f"no builder for source kind {kind!r} (known: {', '.join(sorted(BUILDERS))})") from None
 
 
-def run_recipe(documents: Sequence[Document], source: Source, project: Project) -> tuple[list[Example], Counter[str]]:
-    """Run the recipe of `source.kind`; returns the examples and the skipped items counted by reason."""
+def run_builder(documents: Sequence[Document], source: Source, project: Project) -> tuple[list[Example], Counter[str]]:
+    """Run the builder of `source.kind`; returns the examples and the skipped items counted by reason."""
     examples: list[Example] = []
     skipped: Counter[str] = Counter()
-    for item in get_recipe(source.kind)(documents, source, project):
+    for item in get_builder(source.kind)(documents, source, project):
         if isinstance(item, Skipped):
             skipped[f"{source.kind}: {item.reason}"] += 1
         else:
@@ -78,7 +78,7 @@ def run_recipe(documents: Sequence[Document], source: Source, project: Project) 
     return examples, skipped
 
 
-# --- helpers shared by recipes -------------------------------------------------------------------
+# --- helpers shared by builders -------------------------------------------------------------------
 
 
 def file_label(document: Document, project: Project) -> str:
@@ -101,7 +101,7 @@ def source_ref(document: Document, project: Project, suffix: str = "") -> str:
 
 
 def require_columns(documents: Sequence[Document], columns: dict[str, str | None], project: Project) -> None:
-    """Raise `RecipeError` naming the file, the missing settings and the columns the file has.
+    """Raise `BuilderError` naming the file, the missing settings and the columns the file has.
 
     Args:
         columns: setting name (e.g. `question`) → the column it names (None: not required).
@@ -117,7 +117,7 @@ def require_columns(documents: Sequence[Document], columns: dict[str, str | None
         ]
         if missing:
             has = ", ".join(repr(c) for c in document.fields) or "none (not a table: no columns)"
-            raise RecipeError(
+            raise BuilderError(
                 f"{file_label(document, project)}: column(s) not found: {'; '.join(missing)}. "
                 f"The file has the columns: {has}"
             )
@@ -128,24 +128,24 @@ def text_of(value: Any) -> str:
     return "" if value is None else str(value).strip()
 
 
-# Registration: importing the recipe modules fills RECIPES (one line per recipe).
-from tailorlm.prepare.recipes import dataset, documents, email, extraction, faq, table  # noqa: E402
+# Registration: importing the builder modules fills BUILDERS (one line per builder).
+from tailorlm.prepare.builders import dataset, documents, email, extraction, faq, table  # noqa: E402
 
 __all__ = [
-    "RECIPES",
-    "RecipeError",
-    "RecipeFunction",
+    "BUILDERS",
+    "BuilderError",
+    "BuilderFunction",
     "Skipped",
+    "builder",
     "dataset",
     "documents",
     "email",
     "extraction",
     "faq",
     "file_label",
-    "get_recipe",
-    "recipe",
+    "get_builder",
     "require_columns",
-    "run_recipe",
+    "run_builder",
     "source_ref",
     "table",
     "text_of",
