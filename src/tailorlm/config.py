@@ -8,7 +8,7 @@ folder that holds the project file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tailorlm.errors import UserError
 
 Task = Literal["chat", "classify", "extract", "generate", "cpt"]
+TASKS: tuple[Task, ...] = get_args(Task)  # the one list of tasks; builders and metrics name theirs from it
 Method = Literal["full", "lora", "qlora", "dora"]
-SourceKind = Literal["documents", "faq", "email", "table", "extraction", "dataset"]
 BEATS_BASELINES = "beats_baselines"  # the objective "better than every baseline", see evaluate.objectives
 
 
@@ -29,11 +29,10 @@ class Settings(BaseModel):
 
 class Source(Settings):
     path: Path = Field(description="A file or folder of company data, relative to the project file.")
-    kind: SourceKind = Field(
-        description="How the source becomes examples: `documents` (text for continued pretraining and "
-        "synthetic Q&A), `faq` (question/answer pairs), `email` (customer message → agent reply), `table` "
-        "(a column → a label, for classification), `extraction` (text → JSON of chosen columns), "
-        "`dataset` (JSONL already in messages/alpaca/sharegpt/prompt-completion/text format)."
+    kind: str = Field(
+        description="How the source becomes examples: the name of a builder (`faq`, `email`, `table`, ...). "
+        "docs/prepare.md#builders lists every kind, what it makes and the tasks it feeds; "
+        "`tailorlm validate` names the kinds a task takes."
     )
     question: str = Field("question", description="faq: the column holding the question.")
     answer: str = Field("answer", description="faq: the column holding the answer.")

@@ -7,7 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tailorlm.config import Project
+from tailorlm.checks import describe, problems
+from tailorlm.config import ConfigError, Project
 from tailorlm.registry import ModelMeta
 from tailorlm.workspace import Workspace
 
@@ -35,6 +36,8 @@ def run_project(
     from tailorlm.register import GateFailed, register
     from tailorlm.train import train
 
+    if wrong := problems(project):  # every problem before the first stage, not one per stage
+        raise ConfigError(f"{len(wrong)} problem(s) in the project\n{describe(wrong)}")
     project = with_base_dir(workspace, project, say=lambda line: say(f"    {line}"))
     say("[bold]1/4 prepare[/] ingest, clean, redact, deduplicate, split")
     prepared = prepare(workspace, project, ingest=ingest, force=force)

@@ -10,7 +10,15 @@ import pytest
 
 from tailorlm.config import Project, Source
 from tailorlm.documents import Document
-from tailorlm.prepare.builders import BuilderError, Skipped, get_builder, run_builder
+from tailorlm.prepare.builders import (
+    BuilderError,
+    Skipped,
+    builder,
+    get_builder,
+    kinds_for,
+    kinds_markdown,
+    run_builder,
+)
 from tailorlm.prepare.builders.documents import chunk_documents, token_counter
 from tailorlm.prepare.builders.faq import parse_markdown_faq
 
@@ -341,3 +349,18 @@ def test_unknown_builder_names_known_kinds():
 
 def test_skipped_is_not_an_example():
     assert Skipped("empty answer").reason == "empty answer"
+
+
+def test_docs_table_of_kinds_is_the_registry():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "prepare.md").read_text(encoding="utf-8")
+    table = doc.split("<!-- builders:start -->\n", 1)[1].split("<!-- builders:end -->", 1)[0]
+    assert table == kinds_markdown() + "\n", "docs/prepare.md is stale: paste kinds_markdown() between the markers"
+
+
+def test_registration_refuses_unknown_tasks_and_twins():
+    with pytest.raises(ValueError, match=r"builder 'memo': tasks must be some of .*'cpt'.*\(got \['summarize'\]\)"):
+        builder("memo", tasks=("summarize",))
+    with pytest.raises(ValueError, match="builder 'faq' is registered twice"):
+        builder("faq", tasks=("chat",))(lambda documents, source, project: iter(()))
+    assert kinds_for("classify") == ["dataset", "documents", "table"]
+    assert get_builder("dataset").files is not None and get_builder("documents").chunks

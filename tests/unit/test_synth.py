@@ -420,5 +420,5 @@ def test_synthesis_fits_chat_tasks_only(workspace, tmp_path):
     project = synth_project(
         tmp_path, "http://127.0.0.1:9/v1", task="cpt", sources=[{"path": "docs", "kind": "documents"}]
     )
-    with pytest.raises(PrepareError, match=r"prepare\.synthesize .* fits task 'chat' or 'generate' \(got 'cpt'\)"):
+    with pytest.raises(PrepareError, match=r"prepare\.synthesize: .* fits task 'chat' or 'generate' \(got 'cpt'\)"):
         prepare(workspace, project, ingest=ingest)

@@ -1,14 +1,21 @@
 """The builder registry: how each kind of source (`sources[].kind`) becomes examples.
 
-A builder is one file in this folder with one registration line::
+A builder is one file in this folder with one registration line that declares everything the rest
+of TailorLM needs to know about its kind::
 
-    @builder("faq")
+    @builder("faq", tasks=("chat", "generate"), reads=faq_columns)
     def faq(documents: Sequence[Document], source: Source, project: Project) -> Iterator[Example | Skipped]:
         ...
 
-It turns already ingested, cleaned and redacted documents into examples and nothing else: it never
-opens files or the registry (the `prepare` stage around it does that). The one exception is the
-`dataset` builder, whose input is already a JSONL of examples (see `builders/dataset.py`).
+and one import line at the bottom of this file. The spec (`BuilderSpec`) is the only place a kind is
+described: which tasks it feeds (what `tailorlm validate` and prepare check a project against), which
+parts of a document it reads (only those are cleaned and redacted), whether it reads its files itself
+instead of through the ingest readers, whether its documents are kept as chunks, and which documents
+share one pseudonym table. The `prepare` stage asks the spec; it never tests a kind's name.
+
+A builder turns already ingested, cleaned and redacted documents into examples and nothing else: it
+never opens files or the registry (the stage around it does that). The one exception is a builder
+registered with `files=` (`dataset`), whose input is already a JSONL of examples.
 
 A builder yields `Skipped(reason)` for an item it can't use (an empty answer, an agent e-mail with
 no customer message before it) so the stage can count every drop with its reason; `run_builder`
@@ -19,12 +26,12 @@ file and what it has.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tailorlm.config import Project, Source
+from tailorlm.config import TASKS, Project, Source
 from tailorlm.documents import Document
 from tailorlm.errors import UserError
 from tailorlm.formats.examples import Example
@@ -45,20 +52,94 @@ class Skipped:
 BuilderOutput = Iterator[Example | Skipped]
 BuilderFunction = Callable[[Sequence[Document], Source, Project], BuilderOutput]
 
-BUILDERS: dict[str, BuilderFunction] = {}
+
+@dataclass(frozen=True)
+class Reads:
+    """The parts of a source's documents its builder uses. Only those are cleaned and redacted:
+    redaction is the slow step, and a table may have dozens of columns nobody uses.
+
+    Attributes:
+        fields: Whether a field (a table column, an e-mail header) is read, by name.
+        text: Whether a document's text is read; an unread text is emptied, so nothing unredacted slips through.
+    """
+
+    fields: Callable[[str], bool]
+    text: Callable[[Document], bool]
+
+    @classmethod
+    def columns(cls, names: Iterable[str | None], *, text: bool = False) -> Reads:
+        """These columns of table rows, and the text of documents that are not rows (of every document
+        with `text`)."""
+        wanted = frozenset(name for name in names if name)
+        return cls(wanted.__contains__, lambda document: text or not document.fields)
 
 
-def builder(kind: str) -> Callable[[BuilderFunction], BuilderFunction]:
-    """Register a builder for a source kind (`sources[].kind` in the project file)."""
+def all_but_label(source: Source) -> Reads:
+    """Every field but the label (a category, not personal data) and every text: the default."""
+    return Reads(lambda name: name != source.label, lambda document: True)
+
+
+@dataclass(frozen=True)
+class BuilderSpec:
+    """A registered builder and what it declares about its kind.
+
+    Attributes:
+        kind: The `sources[].kind` it builds.
+        build: The builder function.
+        tasks: The tasks its examples can train (a subset of `config.TASKS`).
+        summary: One line for the docs (the function's docstring's first line).
+        reads: The source's settings → the parts of its documents the builder reads.
+        files: When set, the builder reads its source itself: source, project → the files to hash for
+            the dataset's key (nothing is ingested, and the examples are cleaned and redacted instead).
+        chunks: The stage keeps the source's documents as chunks (`chunks.jsonl`: the RAG baseline and
+            synthetic Q&A) for every task but `cpt`, where the chunks are the examples.
+        units: Documents → document id → the unit sharing one pseudonym table (an e-mail thread);
+            default: each document on its own.
+    """
+
+    kind: str
+    build: BuilderFunction
+    tasks: frozenset[str]
+    summary: str = ""
+    reads: Callable[[Source], Reads] = all_but_label
+    files: Callable[[Source, Project], list[Path]] | None = None
+    chunks: bool = False
+    units: Callable[[Sequence[Document]], Mapping[str, str]] | None = None
+
+
+BUILDERS: dict[str, BuilderSpec] = {}
+
+
+def builder(
+    kind: str,
+    *,
+    tasks: Iterable[str],
+    reads: Callable[[Source], Reads] = all_but_label,
+    files: Callable[[Source, Project], list[Path]] | None = None,
+    chunks: bool = False,
+    units: Callable[[Sequence[Document]], Mapping[str, str]] | None = None,
+) -> Callable[[BuilderFunction], BuilderFunction]:
+    """Register a builder for a source kind (`sources[].kind` in the project file); see `BuilderSpec`.
+
+    Raises:
+        ValueError: a task that is not one of `config.TASKS`, no task at all, or a kind registered twice.
+    """
+    wanted = frozenset(tasks)
+    unknown = sorted(wanted - set(TASKS))
+    if unknown or not wanted:
+        raise ValueError(f"builder {kind!r}: tasks must be some of {list(TASKS)} (got {sorted(wanted)})")
 
     def register(function: BuilderFunction) -> BuilderFunction:
-        BUILDERS[kind] = function
+        if kind in BUILDERS:
+            raise ValueError(f"builder {kind!r} is registered twice")
+        summary = (function.__doc__ or "").strip().splitlines()[0] if function.__doc__ else ""
+        BUILDERS[kind] = BuilderSpec(kind, function, wanted, summary, reads, files, chunks, units)
         return function
 
     return register
 
 
-def get_builder(kind: str) -> BuilderFunction:
+def get_builder(kind: str) -> BuilderSpec:
     """The builder registered for a source kind; `BuilderError` naming the known kinds otherwise."""
     try:
         return BUILDERS[kind]
@@ -66,16 +147,31 @@ def get_builder(kind: str) -> BuilderFunction:
         raise BuilderError(f"no builder for source kind {kind!r} (known: {', '.join(sorted(BUILDERS))})") from None
 
 
+def kinds_for(task: str) -> list[str]:
+    """The source kinds that can feed `task`, sorted."""
+    return sorted(kind for kind, spec in BUILDERS.items() if task in spec.tasks)
+
+
 def run_builder(documents: Sequence[Document], source: Source, project: Project) -> tuple[list[Example], Counter[str]]:
     """Run the builder of `source.kind`; returns the examples and the skipped items counted by reason."""
     examples: list[Example] = []
     skipped: Counter[str] = Counter()
-    for item in get_builder(source.kind)(documents, source, project):
+    for item in get_builder(source.kind).build(documents, source, project):
         if isinstance(item, Skipped):
             skipped[f"{source.kind}: {item.reason}"] += 1
         else:
             examples.append(item)
     return examples, skipped
+
+
+def kinds_markdown() -> str:
+    """The table of source kinds in docs/prepare.md, generated from the registrations."""
+    lines = ["| kind | tasks | reads its files itself | chunks | what it makes |", "|---|---|---|---|---|"]
+    for kind, spec in sorted(BUILDERS.items()):
+        tasks = ", ".join(task for task in TASKS if task in spec.tasks)
+        files, chunks = ("yes" if spec.files else "no"), ("yes" if spec.chunks else "no")
+        lines.append(f"| `{kind}` | {tasks} | {files} | {chunks} | {spec.summary} |")
+    return "\n".join(lines)
 
 
 # --- helpers shared by builders -------------------------------------------------------------------
@@ -135,7 +231,11 @@ __all__ = [
     "BUILDERS",
     "BuilderError",
     "BuilderFunction",
+    "BuilderOutput",
+    "BuilderSpec",
+    "Reads",
     "Skipped",
+    "all_but_label",
     "builder",
     "dataset",
     "documents",
@@ -144,6 +244,8 @@ __all__ = [
     "faq",
     "file_label",
     "get_builder",
+    "kinds_for",
+    "kinds_markdown",
     "require_columns",
     "run_builder",
     "source_ref",

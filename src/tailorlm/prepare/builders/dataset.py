@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tailorlm.config import Project, Source
+from tailorlm.config import TASKS, Project, Source
 from tailorlm.documents import Document
 from tailorlm.formats.importers import DatasetError, read_examples
 from tailorlm.prepare.builders import BuilderError, BuilderOutput, Skipped, builder
@@ -32,9 +32,12 @@ def dataset_files(source: Source, project: Project) -> list[Path]:
     return [path]
 
 
-@builder("dataset")
+@builder("dataset", tasks=TASKS, files=dataset_files)
 def dataset(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
-    """Yield the examples of the source's JSONL file(s); `documents` is unused (see the module docstring)."""
+    """JSONL already in messages/alpaca/sharegpt/prompt-completion/text format → those examples.
+
+    `documents` is unused: the builder reads the source's files itself (see the module docstring).
+    """
     for path in dataset_files(source, project):
         try:
             result = read_examples(path, skip_invalid=source.skip_invalid)

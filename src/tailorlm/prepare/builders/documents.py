@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tailorlm.config import Project, Source
+from tailorlm.config import TASKS, Project, Source
 from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
 from tailorlm.prepare.builders import BuilderOutput, builder, file_label, source_ref
@@ -61,9 +61,12 @@ class Chunk:
         }
 
 
-@builder("documents")
+@builder("documents", tasks=TASKS, chunks=True)
 def documents(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
-    """For `task: cpt`, one text example per chunk; for other tasks nothing (the stage keeps the chunks)."""
+    """Prose → token-sized chunks: the examples for `cpt`; for other tasks kept for RAG and synthetic Q&A.
+
+    For `task: cpt`, one text example per chunk; for other tasks nothing (the stage keeps the chunks).
+    """
     if project.task != "cpt":
         return
     settings = project.prepare.chunk

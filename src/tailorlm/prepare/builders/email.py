@@ -23,14 +23,23 @@ from email.utils import parsedate_to_datetime
 from tailorlm.config import Project, Source
 from tailorlm.documents import Document
 from tailorlm.formats.examples import Example, Message, Role
-from tailorlm.prepare.builders import BuilderOutput, Skipped, builder, file_label, text_of
+from tailorlm.prepare.builders import BuilderOutput, Reads, Skipped, builder, file_label, text_of
 
 TURN_ROLES: dict[str, Role] = {"customer": "user", "agent": "assistant"}
 
+# Of an e-mail's fields only the subject is text the builder uses; the headers (from, to, message ids)
+# never reach the dataset, and redacting the ids would break threading.
+TEXT_FIELDS = frozenset({"subject"})
 
-@builder("email")
+
+def _reads(source: Source) -> Reads:
+    return Reads(TEXT_FIELDS.__contains__, lambda document: True)
+
+
+# Pseudonyms are numbered per thread, so a customer keeps their placeholder across the conversation.
+@builder("email", tasks=("chat", "generate"), reads=_reads, units=lambda documents: email_threads(documents))
 def email(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
-    """Yield one example per thread (or per agent reply when the thread branches)."""
+    """Support threads → one conversation per thread (customer = user, agent = assistant)."""
     threads: dict[str, list[tuple[int, Document]]] = {}
     thread_ids = email_threads(documents)
     for position, document in enumerate(documents):

@@ -24,7 +24,9 @@ from tailorlm.formats.examples import Example
 from tailorlm.prepare.builders import (
     BuilderError,
     BuilderOutput,
+    Reads,
     Skipped,
+    all_but_label,
     builder,
     file_label,
     require_columns,
@@ -42,9 +44,17 @@ JSON_TYPES: tuple[tuple[type, str], ...] = (
 )
 
 
-@builder("extraction")
+def _reads(source: Source) -> Reads:
+    """With `fields:`, those columns and the input (the text when there is no input column); without,
+    every field could hold the gold object."""
+    if not source.fields:
+        return all_but_label(source)
+    return Reads.columns([source.input, *source.fields], text=not source.input)
+
+
+@builder("extraction", tasks=("chat", "generate", "extract"), reads=_reads)
 def extraction(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
-    """Yield one text → JSON example per record."""
+    """Records of text and gold fields → text → JSON examples (one schema for the source)."""
     if source.input:
         require_columns(documents, {"input": source.input}, project)
     records: list[tuple[Document, str, dict[str, Any]]] = []

@@ -20,6 +20,7 @@ from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
 from tailorlm.prepare.builders import (
     BuilderOutput,
+    Reads,
     Skipped,
     builder,
     file_label,
@@ -37,9 +38,14 @@ ANSWER_LINE = re.compile(
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 
-@builder("faq")
+def _reads(source: Source) -> Reads:
+    """The question and answer columns of rows; the text of Markdown/text FAQs."""
+    return Reads.columns([source.question, source.answer])
+
+
+@builder("faq", tasks=("chat", "generate"), reads=_reads)
 def faq(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
-    """Yield one chat example per question/answer pair."""
+    """Question/answer pairs → one single-turn chat example each."""
     rows = [d for d in documents if d.fields]
     if rows:
         require_columns(rows, {"question": source.question, "answer": source.answer}, project)

@@ -20,6 +20,7 @@ from tailorlm.formats.examples import Example
 from tailorlm.prepare.builders import (
     BuilderError,
     BuilderOutput,
+    Reads,
     Skipped,
     builder,
     file_label,
@@ -32,9 +33,17 @@ from tailorlm.prepare.builders.extraction import json_examples
 DEFAULT_INSTRUCTION = "Classify the following text into one of: {labels}. Answer with the label only."
 
 
-@builder("table")
+def _reads(source: Source) -> Reads:
+    """The input column and the extracted fields (the label is a category, not personal data)."""
+    return Reads.columns([source.input, *(source.fields or [])])
+
+
+@builder("table", tasks=("chat", "generate", "classify", "extract"), reads=_reads)
 def table(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
-    """Yield one example per row: input → label, or input → JSON of `source.fields`."""
+    """Table rows → a label (`label:`, classification) or JSON of columns (`fields:`, extraction).
+
+    One example per row: input → label, or input → JSON of `source.fields`.
+    """
     if not source.input:
         raise BuilderError(f"{source.path}: a table source needs `input:` (the column holding the text)")
     if source.label:
