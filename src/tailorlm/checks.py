@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from tailorlm.config import Project
+
+if TYPE_CHECKING:
+    from tailorlm.workspace import Workspace
 
 Stage = Literal["prepare", "train"]
 
@@ -35,9 +38,19 @@ class Problem:
         return f"{self.field}: {self.message}"
 
 
-def problems(project: Project, *, before: Stage | None = None) -> list[Problem]:
-    """Every problem of `project`; with `before`, only those that stop that stage."""
-    return [problem for check, stages in CHECKS if before is None or before in stages for problem in check(project)]
+def problems(project: Project, *, before: Stage | None = None, workspace: Workspace | None = None) -> list[Problem]:
+    """Every problem of `project`; with `before`, only those that stop that stage.
+
+    Args:
+        workspace: Where registered base models are looked up; without one, a `base_model` that names
+            a registered base is reported as unknown.
+    """
+    return [
+        problem
+        for check, stages in CHECKS
+        if before is None or before in stages
+        for problem in check(project, workspace)
+    ]
 
 
 def describe(found: list[Problem]) -> str:
@@ -48,14 +61,14 @@ def describe(found: list[Problem]) -> str:
 # --- the checks ----------------------------------------------------------------------------------
 
 
-def source_paths(project: Project) -> Iterator[Problem]:
+def source_paths(project: Project, workspace: Workspace | None) -> Iterator[Problem]:
     for index, source in enumerate(project.sources):
         path = project.resolve(source.path)
         if not path.exists():
             yield Problem(f"sources[{index}].path", f"not found: {source.path} (looked at {path})")
 
 
-def source_kinds(project: Project) -> Iterator[Problem]:
+def source_kinds(project: Project, workspace: Workspace | None) -> Iterator[Problem]:
     """Each kind names a registered builder that feeds the project's task."""
     from tailorlm.prepare.builders import BUILDERS, kinds_for
 
@@ -72,7 +85,7 @@ def source_kinds(project: Project) -> Iterator[Problem]:
             )
 
 
-def synthesis(project: Project) -> Iterator[Problem]:
+def synthesis(project: Project, workspace: Workspace | None) -> Iterator[Problem]:
     if project.prepare.synthesize is not None and project.task not in SYNTHESIS_TASKS:
         yield Problem(
             "prepare.synthesize",
@@ -81,24 +94,47 @@ def synthesis(project: Project) -> Iterator[Problem]:
         )
 
 
-def base_model(project: Project) -> Iterator[Problem]:
-    """The base model can be loaded: a local model directory with config, tokenizer and weights."""
+def base_model(project: Project, workspace: Workspace | None) -> Iterator[Problem]:
+    """`base_model` names a model that can be loaded, without importing anything: a model directory
+    (config, tokenizer, weights), a readable GGUF file, an installed model package, or a registered base
+    (looked up when there is a workspace)."""
+    from tailorlm.bases import PACKAGED, BaseModelError, resolve_base
+    from tailorlm.bases.gguf import read_gguf_info
+    from tailorlm.bases.packages import locate
     from tailorlm.modeling import ModelDirError, check_model_dir
 
+    reference = str(project.base_model)
+    path = project.resolve(project.base_model)
+    is_name = not path.exists() and "/" not in reference and not reference.endswith(".gguf")
     try:
-        check_model_dir(project.resolve(project.base_model))
-    except ModelDirError as error:
-        yield Problem("base_model", str(error))
+        if path.is_file() or reference.endswith(".gguf"):
+            read_gguf_info(path)
+        elif not is_name:
+            check_model_dir(path)
+        elif workspace is not None and workspace.registry.find("base", name=reference, status="complete"):
+            check_model_dir(resolve_base(workspace, reference))
+        elif reference in PACKAGED:
+            locate(PACKAGED[reference])  # installed: imported on first use
+        elif workspace is not None:
+            resolve_base(workspace, reference)  # a name it doesn't know: raises, naming the registered ones
+        else:
+            raise BaseModelError(
+                f"{reference!r} is not a directory, a .gguf file or an installed model package "
+                f"({', '.join(PACKAGED)}); a registered base is looked up in a workspace (--workspace)"
+            )
+    except (ModelDirError, BaseModelError) as error:
+        yield Problem("base_model", str(error).removeprefix("base_model: "))
 
 
 # Each check and the stages it stops. prepare estimates token counts without a base model (the card
 # says so), so only train needs one; train reads a registered dataset, not the sources. A project
 # without sources is not a problem (it can train on an imported dataset); prepare refuses it itself.
-CHECKS: tuple[tuple[Callable[[Project], Iterator[Problem]], frozenset[Stage]], ...] = (
+Check = Callable[[Project, "Workspace | None"], Iterator[Problem]]
+CHECKS: tuple[tuple[Check, frozenset[Stage]], ...] = (
     (base_model, frozenset({"train"})),
     (source_paths, frozenset({"prepare"})),
     (source_kinds, frozenset({"prepare"})),
     (synthesis, frozenset({"prepare"})),
 )
 
-__all__ = ["CHECKS", "SYNTHESIS_TASKS", "Problem", "Stage", "describe", "problems"]
+__all__ = ["CHECKS", "SYNTHESIS_TASKS", "Check", "Problem", "Stage", "describe", "problems"]

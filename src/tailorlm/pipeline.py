@@ -36,7 +36,7 @@ def run_project(
     from tailorlm.register import GateFailed, register
     from tailorlm.train import train
 
-    if wrong := problems(project):  # every problem before the first stage, not one per stage
+    if wrong := problems(project, workspace=workspace):  # every problem before the first stage, not one per stage
         raise ConfigError(f"{len(wrong)} problem(s) in the project\n{describe(wrong)}")
     project = with_base_dir(workspace, project, say=lambda line: say(f"    {line}"))
     say("[bold]1/4 prepare[/] ingest, clean, redact, deduplicate, split")

@@ -4,6 +4,7 @@ prints them all and exits non-zero, and prepare and train refuse with the same m
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,8 +13,9 @@ import pytest
 import yaml
 
 from tailorlm.checks import problems
-from tailorlm.config import load_project
+from tailorlm.config import Project, load_project
 from tailorlm.prepare import PrepareError, prepare
+from tailorlm.registry import Artifact
 from tailorlm.train import TrainError, train
 
 KIND = "sources[0].kind: 'email' is not a source for task 'classify' (allowed: dataset, documents, table)"
@@ -98,3 +100,47 @@ def test_a_sound_project_has_no_problems(tmp_path, tiny_model_dir):
         encoding="utf-8",
     )
     assert problems(load_project(tmp_path / "tailorlm.yaml")) == []
+
+
+def project_on(tmp_path: Path, base_model: str) -> Project:
+    (tmp_path / "tailorlm.yaml").write_text(yaml.safe_dump({"project": "acme", "base_model": base_model}), "utf-8")
+    return load_project(tmp_path / "tailorlm.yaml")
+
+
+def register_base(workspace, model: Path, name: str) -> None:
+    """A registered base as `tailorlm base import` leaves it: a model directory and its registry row."""
+    shutil.copytree(model, workspace.base_dir(name))
+    path = workspace.relative(workspace.base_dir(name))
+    workspace.registry.add(Artifact(id=f"base-{name}", kind="base", name=name, hash="0" * 64, path=path))
+
+
+def test_base_model_may_be_a_gguf_a_package_or_a_registered_base(tmp_path, workspace, tiny_model_dir):
+    missing = [str(p) for p in problems(project_on(tmp_path, "models/company.gguf"))]
+    assert missing == [f"base_model: GGUF file not found: {tmp_path / 'models' / 'company.gguf'}"]
+    (tmp_path / "fake.gguf").write_bytes(b"not a gguf at all")
+    [broken] = problems(project_on(tmp_path, "fake.gguf"))
+    assert broken.field == "base_model" and "fake.gguf" in broken.message
+
+    unknown = project_on(tmp_path, "company-llama")
+    [alone] = problems(unknown)
+    assert "'company-llama' is not a directory, a .gguf file or an installed model package" in alone.message
+    [named] = problems(unknown, workspace=workspace)
+    assert "registered: none yet" in named.message
+
+    register_base(workspace, tiny_model_dir, "company-llama")
+    assert problems(unknown, workspace=workspace) == []
+
+
+def test_validate_looks_up_bases_in_the_workspace_holding_the_file(workspace, tiny_model_dir):
+    register_base(workspace, tiny_model_dir, "company-llama")
+    project = project_on(workspace.root, "company-llama")
+    assert problems(project) and not problems(project, workspace=workspace)
+    result = subprocess.run(
+        [sys.executable, "-m", "tailorlm.cli", "validate", str(workspace.project_file)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "300", "NO_COLOR": "1"},
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0 and "is valid" in result.stdout, result.stderr

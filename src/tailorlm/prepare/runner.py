@@ -86,7 +86,7 @@ def prepare(
     say = progress or (lambda message: None)
     if not project.sources:
         raise PrepareError("the project has no sources: add files or folders under `sources:`")
-    if wrong := problems(project, before="prepare"):
+    if wrong := problems(project, before="prepare", workspace=workspace):
         raise PrepareError(describe(wrong))
     inputs = [
         ingest_source(workspace, project, index, source, ingest, say) for index, source in enumerate(project.sources)

@@ -69,7 +69,7 @@ def train(
     """
     if resume:
         return _resume(workspace, resume, callbacks=callbacks)
-    if wrong := problems(project, before="train"):
+    if wrong := problems(project, before="train", workspace=workspace):
         raise TrainError(describe(wrong))
     settings = project.train
     base_model = check_model_dir(resolve_base(workspace, project.base_model, root=project.root))
