@@ -105,12 +105,16 @@ def base_model(project: Project, workspace: Workspace | None) -> Iterator[Proble
 
     reference = str(project.base_model)
     path = project.resolve(project.base_model)
-    is_name = not path.exists() and "/" not in reference and not reference.endswith(".gguf")
     try:
         if path.is_file() or reference.endswith(".gguf"):
             read_gguf_info(path)
-        elif not is_name:
+        elif path.exists():
             check_model_dir(path)
+        elif "/" in reference:
+            raise BaseModelError(
+                f"base model directory not found: {path} (base_model is a local model directory, a .gguf "
+                f"file, a registered base or an installed model package; nothing is downloaded)"
+            )
         elif workspace is not None and workspace.registry.find("base", name=reference, status="complete"):
             check_model_dir(resolve_base(workspace, reference))
         elif reference in PACKAGED:
