@@ -227,7 +227,7 @@ class ServeSettings(Settings):
 class Project(Settings):
     project: str = Field(description="Project name; also the default dataset and model name.")
     base_model: Path = Field(description="Local directory of the base model (config.json, tokenizer, weights).")
-    task: Task = Field("chat", description="What the model learns: chat, classify, extract, generate, or cpt.")
+    task: Task = Field("chat", description=f"What the model learns: one of {', '.join(TASKS)}.")
     system_prompt: str | None = Field(None, description="System prompt used in training, evaluation and serving.")
     sources: list[Source] = Field(default_factory=list, description="Company data to ingest and prepare.")
     prepare: PrepareSettings = Field(default_factory=PrepareSettings, description="Data preparation.")
