@@ -108,13 +108,8 @@ def base_model(project: Project, workspace: Workspace | None) -> Iterator[Proble
     try:
         if path.is_file() or reference.endswith(".gguf"):
             read_gguf_info(path)
-        elif path.exists():
-            check_model_dir(path)
-        elif "/" in reference:
-            raise BaseModelError(
-                f"base model directory not found: {path} (base_model is a local model directory, a .gguf "
-                f"file, a registered base or an installed model package; nothing is downloaded)"
-            )
+        elif path.exists() or "/" in reference or reference.startswith("."):
+            check_model_dir(path)  # a path: names what is missing, or that nothing is there
         elif workspace is not None and workspace.registry.find("base", name=reference, status="complete"):
             check_model_dir(resolve_base(workspace, reference))
         elif reference in PACKAGED:

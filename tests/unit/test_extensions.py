@@ -14,8 +14,8 @@ import yaml
 
 from tailorlm.checks import problems
 from tailorlm.config import Project, Source, load_project
+from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
-from tailorlm.ingest.document import Document
 
 # --- a reader: one file in ingest/ with @reader(...) --------------------------------------------------
 
@@ -23,22 +23,22 @@ from tailorlm.ingest.document import Document
 @pytest.fixture
 def memo_reader():
     from tailorlm.ingest.readers import READERS, reader
-    from tailorlm.ingest.source import Source as FileSource
-    from tailorlm.ingest.source import decode_text
+    from tailorlm.ingest.source import SourceFile, decode_text
 
     @reader(".memo")
     def read_memo(path: Path) -> Iterator[Document]:
         """Reads a memo: a `Subject:` line, a blank line, then the body."""
         text, _encoding = decode_text(path.read_bytes())
         head, _, body = text.partition("\n\n")
-        yield FileSource.of(path, "memo").document(body.strip(), title=head.removeprefix("Subject:").strip())
+        yield SourceFile.of(path, "memo").document(body.strip(), title=head.removeprefix("Subject:").strip())
 
     yield read_memo
     READERS.pop("memo")
 
 
 def test_a_new_reader_is_one_registration(memo_reader, workspace, tmp_path):
-    from tailorlm.ingest import ingest, load_documents
+    from tailorlm.documents import load_documents
+    from tailorlm.ingest import ingest
 
     (tmp_path / "a.memo").write_text("Subject: Opening hours\n\nWe open at nine.\n", encoding="utf-8")
     report = ingest(workspace, [tmp_path / "a.memo"])
@@ -99,11 +99,13 @@ def notes_project(root: Path, model: Path, task: str) -> Project:
 
 
 def test_a_new_builder_is_one_registration(notes_builder, workspace, tmp_path, tiny_model_dir):
-    from tailorlm.prepare import PrepareError, load_split, prepare
+    from tailorlm.dataset_splits import load_split
+    from tailorlm.ingest import ingest
+    from tailorlm.prepare import PrepareError, prepare
 
     project = notes_project(tmp_path, tiny_model_dir, "chat")
     assert problems(project) == []
-    result = prepare(workspace, project)
+    result = prepare(workspace, project, ingest=ingest)
     examples = [e for split in ("train", "val", "test") for e in load_split(workspace, result.dataset, split)]
     assert len(examples) == len(NOTES) and result.card["sources"][0]["kind"] == "notes"
     billing = next(e for e in examples if "billing" in e.messages[-2].content)
@@ -113,7 +115,7 @@ def test_a_new_builder_is_one_registration(notes_builder, workspace, tmp_path, t
     expected = "sources[0].kind: 'notes' is not a source for task 'classify' (allowed: dataset, documents, table)"
     assert [str(p) for p in problems(wrong)] == [expected]
     with pytest.raises(PrepareError, match=r"sources\[0\]\.kind: 'notes' is not a source"):
-        prepare(workspace, wrong)
+        prepare(workspace, wrong, ingest=ingest)
 
 
 # --- a metric: one function in evaluate/metrics/ with @metric(...) ------------------------------------
