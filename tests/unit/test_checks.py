@@ -111,7 +111,8 @@ def register_base(workspace, model: Path, name: str) -> None:
     """A registered base as `tailorlm base import` leaves it: a model directory and its registry row."""
     shutil.copytree(model, workspace.base_dir(name))
     path = workspace.relative(workspace.base_dir(name))
-    workspace.registry.add(Artifact(id=f"base-{name}", kind="base", name=name, hash="0" * 64, path=path))
+    meta = {"sha256": "0" * 64, "dtype": "float32", "architecture": "LlamaForCausalLM", "parameters": 1}
+    workspace.registry.add(Artifact(id=f"base-{name}", kind="base", name=name, hash="0" * 64, path=path, meta=meta))
 
 
 def test_base_model_may_be_a_gguf_a_package_or_a_registered_base(tmp_path, workspace, tiny_model_dir):
