@@ -15,6 +15,7 @@ import yaml
 from tailorlm.checks import problems
 from tailorlm.config import Project, Source, load_project
 from tailorlm.documents import Document
+from tailorlm.export import ExportContext
 from tailorlm.formats.examples import Example
 
 # --- a reader: one file in ingest/ with @reader(...) --------------------------------------------------
@@ -148,7 +149,7 @@ def test_a_new_metric_is_one_registration(thanks_metric):
 
 @pytest.fixture
 def manifest_target():
-    from tailorlm.export import TARGETS, ExportContext, target
+    from tailorlm.export import TARGETS, target
 
     @target("manifest", description="A JSON manifest of the model's files.")
     def manifest(context: ExportContext, *, indent: int = 2) -> None:
