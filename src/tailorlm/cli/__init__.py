@@ -148,11 +148,11 @@ def validate(
     from tailorlm.checks import describe, problems
     from tailorlm.config import ConfigError, load_project
 
+    folder = workspace or file.resolve().parent
+    ws = _workspace(folder) if workspace or (folder / "tailorlm.db").is_file() else None
     if not file.is_file():
         raise ConfigError(f"project file not found: {file}", hint="give the path of a tailorlm.yaml")
     project = load_project(file)
-    folder = workspace or file.resolve().parent
-    ws = _workspace(folder) if workspace or (folder / "tailorlm.db").is_file() else None
     if found := problems(project, workspace=ws):
         raise ConfigError(f"{file}: {len(found)} problem(s)\n{describe(found)}")
     console.print(
