@@ -8,7 +8,7 @@ folder that holds the project file.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tailorlm.errors import UserError
 
 Task = Literal["chat", "classify", "extract", "generate", "cpt"]
+TASKS: tuple[Task, ...] = get_args(Task)  # the one list of tasks; builders and metrics name theirs from it
 Method = Literal["full", "lora", "qlora", "dora"]
-SourceKind = Literal["documents", "faq", "email", "table", "extraction", "dataset"]
 BEATS_BASELINES = "beats_baselines"  # the objective "better than every baseline", see evaluate.objectives
 
 
@@ -29,11 +29,10 @@ class Settings(BaseModel):
 
 class Source(Settings):
     path: Path = Field(description="A file or folder of company data, relative to the project file.")
-    kind: SourceKind = Field(
-        description="How the source becomes examples: `documents` (text for continued pretraining and "
-        "synthetic Q&A), `faq` (question/answer pairs), `email` (customer message → agent reply), `table` "
-        "(a column → a label, for classification), `extraction` (text → JSON of chosen columns), "
-        "`dataset` (JSONL already in messages/alpaca/sharegpt/prompt-completion/text format)."
+    kind: str = Field(
+        description="How the source becomes examples: the name of a builder (`faq`, `email`, `table`, ...). "
+        "docs/prepare.md#builders lists every kind, what it makes and the tasks it feeds; "
+        "`tailorlm validate` names the kinds a task takes."
     )
     question: str = Field("question", description="faq: the column holding the question.")
     answer: str = Field("answer", description="faq: the column holding the answer.")
@@ -228,7 +227,7 @@ class ServeSettings(Settings):
 class Project(Settings):
     project: str = Field(description="Project name; also the default dataset and model name.")
     base_model: Path = Field(description="Local directory of the base model (config.json, tokenizer, weights).")
-    task: Task = Field("chat", description="What the model learns: chat, classify, extract, generate, or cpt.")
+    task: Task = Field("chat", description=f"What the model learns: one of {', '.join(TASKS)}.")
     system_prompt: str | None = Field(None, description="System prompt used in training, evaluation and serving.")
     sources: list[Source] = Field(default_factory=list, description="Company data to ingest and prepare.")
     prepare: PrepareSettings = Field(default_factory=PrepareSettings, description="Data preparation.")

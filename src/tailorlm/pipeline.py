@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tailorlm.config import Project
+from tailorlm.checks import describe, problems
+from tailorlm.config import ConfigError, Project
 from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import ModelMeta
 from tailorlm.workspace import Workspace
@@ -36,6 +37,8 @@ def run_project(
     from tailorlm.train import train
 
     say = progress.say
+    if wrong := problems(project, workspace=workspace):  # every problem before the first stage, not one per stage
+        raise ConfigError(f"{len(wrong)} problem(s) in the project\n{describe(wrong)}")
     project = with_base_dir(workspace, project, progress=progress)
     say("[bold]1/4 prepare[/] ingest, clean, redact, deduplicate, split")
     prepared = prepare(workspace, project, ingest=ingest, force=force, progress=progress)

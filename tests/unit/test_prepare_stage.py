@@ -451,7 +451,10 @@ def test_empty_result_names_the_sources(workspace, company, tiny_model_dir):
 
 def test_kind_that_does_not_fit_the_task(workspace, company, tiny_model_dir):
     project = make_project(company, tiny_model_dir, task="classify", sources=[{"path": "faq.csv", "kind": "faq"}])
-    with pytest.raises(PrepareError, match=r"kind 'faq' doesn't fit task 'classify'"):
+    with pytest.raises(
+        PrepareError,
+        match=r"sources\[0\]\.kind: 'faq' is not a source for task 'classify' \(allowed: dataset, documents, table\)",
+    ):
         prepare(workspace, project, ingest=ingest)
 
 

@@ -23,7 +23,7 @@ from tailorlm.config import Project, parse_project
 from tailorlm.dataset_splits import load_split
 from tailorlm.ingest import ingest
 from tailorlm.prepare import PrepareError, prepare
-from tailorlm.prepare.recipes.documents import Chunk
+from tailorlm.prepare.builders.documents import Chunk
 from tailorlm.prepare.synth import (
     QAPair,
     build_examples,
@@ -455,5 +455,5 @@ def test_synthesis_fits_chat_tasks_only(workspace, tmp_path):
     project = synth_project(
         tmp_path, "http://127.0.0.1:9/v1", task="cpt", sources=[{"path": "docs", "kind": "documents"}]
     )
-    with pytest.raises(PrepareError, match=r"prepare\.synthesize .* fits task 'chat' or 'generate' \(got 'cpt'\)"):
+    with pytest.raises(PrepareError, match=r"prepare\.synthesize: .* fits task 'chat' or 'generate' \(got 'cpt'\)"):
         prepare(workspace, project, ingest=ingest)

@@ -13,7 +13,7 @@ from transformers import TrainerCallback
 from helpers.data import make_chat_examples, register_dataset
 from helpers.train import losses, project_for
 from tailorlm.config import ConfigError, parse_project
-from tailorlm.modeling import ModelDirError, add_adapters, load_base_model
+from tailorlm.modeling import add_adapters, load_base_model
 from tailorlm.registry import RunMeta
 from tailorlm.train import TrainError, train
 from tailorlm.train.data import EmptyDatasetError
@@ -154,7 +154,7 @@ def test_resume_matches_an_uninterrupted_run(tiny_model_dir, workspace, tmp_path
 
 def test_missing_model_dir_is_named(workspace, tmp_path):
     register_dataset(workspace, make_chat_examples(12))
-    with pytest.raises(ModelDirError, match="not found"):
+    with pytest.raises(TrainError, match="base_model: base model directory not found"):
         train(workspace, project_for(tmp_path / "nowhere", tmp_path))
 
 
@@ -164,7 +164,7 @@ def test_model_dir_without_tokenizer_is_named(tiny_model_dir, workspace, tmp_pat
     shutil.copytree(tiny_model_dir, broken)
     for name in ("tokenizer.json", "tokenizer_config.json"):
         (broken / name).unlink()
-    with pytest.raises(ModelDirError, match="missing a tokenizer"):
+    with pytest.raises(TrainError, match=r"base_model: .* missing a tokenizer"):
         train(workspace, project_for(broken, tmp_path))
 
 

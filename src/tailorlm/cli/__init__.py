@@ -128,27 +128,33 @@ def init(
 @command
 def validate(
     file: Annotated[Path, typer.Argument(help="Project file to check.")] = Path("tailorlm.yaml"),
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="Workspace whose registered base models `base_model` may name (default: the project "
+            "file's folder when it is a workspace).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Check a project file; name every bad field.
+    """Check a project file: every bad field and every problem prepare or train would refuse.
 
     \b
     Example:
       tailorlm validate ws/tailorlm.yaml
     """
+    from tailorlm.checks import describe, problems
     from tailorlm.config import ConfigError, load_project
 
+    folder = workspace or file.resolve().parent
+    ws = _workspace(folder) if workspace or (folder / "tailorlm.db").is_file() else None
     if not file.is_file():
         raise ConfigError(f"project file not found: {file}", hint="give the path of a tailorlm.yaml")
     project = load_project(file)
-    problems = [
-        f"sources[{i}].path: not found: {project.resolve(s.path)}"
-        for i, s in enumerate(project.sources)
-        if not project.resolve(s.path).exists()
-    ]
-    if not project.resolve(project.base_model).is_dir():
-        problems.append(f"base_model: directory not found: {project.resolve(project.base_model)}")
-    if problems:
-        raise ConfigError(f"{file}: " + "; ".join(problems))
+    if found := problems(project, workspace=ws):
+        raise ConfigError(f"{file}: {len(found)} problem(s)\n{describe(found)}")
     console.print(
         f"[green]{file} is valid[/]: project {project.project}, task {project.task}, "
         f"{len(project.sources)} source(s), method {project.train.method}"

@@ -19,8 +19,8 @@ from typing import Any
 from tailorlm.config import Project
 from tailorlm.formats.examples import Example
 from tailorlm.formats.templates import tokenize_example
+from tailorlm.prepare.builders.documents import WORDS_PER_TOKEN_ESTIMATE
 from tailorlm.prepare.clean import DROP_REASONS, detect_language
-from tailorlm.prepare.recipes.documents import WORDS_PER_TOKEN_ESTIMATE
 from tailorlm.prepare.split import SPLITS
 from tailorlm.workspace import stable_hash
 
@@ -35,7 +35,7 @@ class CardInputs:
     key: str
     sources: list[dict[str, Any]]  # {path, kind, files: [{path, sha256, documents}], examples, chunks}
     pii_counts: Counter[str] = field(default_factory=Counter)
-    recipe_skips: Counter[str] = field(default_factory=Counter)
+    builder_skips: Counter[str] = field(default_factory=Counter)
     drops: Counter[str] = field(default_factory=Counter)
     dedup: dict[str, Any] = field(default_factory=dict)
     contamination: dict[str, Any] = field(default_factory=dict)
@@ -94,7 +94,7 @@ def build_card(
         "filters": {
             "dropped": dict(sorted(inputs.drops.items())),
             "reasons": {reason: DROP_REASONS.get(reason, "") for reason in sorted(inputs.drops)},
-            "skipped_by_recipes": dict(sorted(inputs.recipe_skips.items())),
+            "skipped_by_recipes": dict(sorted(inputs.builder_skips.items())),
         },
         "dedup": inputs.dedup,
         "chunks": inputs.chunks,
@@ -244,7 +244,7 @@ def render_markdown(card: Mapping[str, Any]) -> str:
     filters = card["filters"]
     dropped = ", ".join(f"{k} {v}" for k, v in filters["dropped"].items()) or "none"
     skipped = ", ".join(f"{k} {v}" for k, v in filters["skipped_by_recipes"].items()) or "none"
-    out.append(f"- Skipped by recipes: {skipped}. Dropped by quality filters: {dropped}.")
+    out.append(f"- Skipped by builders: {skipped}. Dropped by quality filters: {dropped}.")
     dedup = card["dedup"]
     out.append(
         f"- Duplicates dropped: {dedup.get('exact', 0)} exact, {dedup.get('near', 0)} near "

@@ -10,7 +10,7 @@
   tells only those seven languages apart (anything else, or too little text, is None).
 * `filter_examples`: drops examples that would teach nothing or harm, each drop counted by reason
   (`DROP_REASONS`).
-* `Scrubber`: what the stage applies to every document (and imported example) before a recipe
+* `Scrubber`: what the stage applies to every document (and imported example) before a builder
   sees it: `clean_text`, then personal-data redaction (`prepare.pii`), counted by type.
 """
 

@@ -45,7 +45,7 @@ from typing import Any
 from tailorlm.config import Project, SynthesizeSettings
 from tailorlm.formats.examples import Example
 from tailorlm.prepare import PrepareError
-from tailorlm.prepare.recipes.documents import Chunk, token_counter
+from tailorlm.prepare.builders.documents import Chunk, token_counter
 from tailorlm.progress import SILENT, Progress, Task
 from tailorlm.workspace import Workspace, stable_hash
 

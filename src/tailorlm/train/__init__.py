@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from tailorlm.bases import resolve_base
+from tailorlm.checks import describe, problems
 from tailorlm.config import Project, TrainSettings
 from tailorlm.dataset_splits import load_split
 from tailorlm.errors import UserError
@@ -72,6 +73,8 @@ def train(
     """
     if resume:
         return _resume(workspace, resume, callbacks=callbacks, progress=progress)
+    if wrong := problems(project, before="train", workspace=workspace):
+        raise TrainError(describe(wrong))
     settings = project.train
     base_model = check_model_dir(resolve_base(workspace, project.base_model, root=project.root))
     dataset_artifact = workspace.resolve("dataset", dataset or project.dataset_name)

@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-TASKS = ("chat", "classify", "extract", "generate", "cpt")
+from tailorlm.config import TASKS
 
 
 @dataclass

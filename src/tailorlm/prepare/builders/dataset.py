@@ -1,7 +1,7 @@
-"""The `dataset` recipe: a JSONL file (or a folder of them) already in an example format — OpenAI
+"""The `dataset` builder: a JSONL file (or a folder of them) already in an example format — OpenAI
 messages, alpaca, sharegpt, prompt/completion or plain text — imported with `read_examples`.
 
-This is the one recipe that reads a file itself: its input is already examples, not documents, so
+This is the one builder that reads a file itself: its input is already examples, not documents, so
 the ingest readers (which turn files into prose and table rows) have nothing to add, and
 `read_examples` names every bad line by file and line number (with `source.skip_invalid`, bad lines
 are skipped and counted instead). The stage hashes the file for the dataset's key and card, and
@@ -13,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from tailorlm.config import Project, Source
+from tailorlm.config import TASKS, Project, Source
 from tailorlm.documents import Document
 from tailorlm.formats.importers import DatasetError, read_examples
-from tailorlm.prepare.recipes import RecipeError, RecipeOutput, Skipped, recipe
+from tailorlm.prepare.builders import BuilderError, BuilderOutput, Skipped, builder
 
 
 def dataset_files(source: Source, project: Project) -> list[Path]:
@@ -25,21 +25,24 @@ def dataset_files(source: Source, project: Project) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*.jsonl") if p.is_file())
         if not files:
-            raise RecipeError(f"{source.path}: no .jsonl files in this folder")
+            raise BuilderError(f"{source.path}: no .jsonl files in this folder")
         return files
     if not path.is_file():
-        raise RecipeError(f"{source.path}: file not found ({path})")
+        raise BuilderError(f"{source.path}: file not found ({path})")
     return [path]
 
 
-@recipe("dataset")
-def dataset(documents: Sequence[Document], source: Source, project: Project) -> RecipeOutput:
-    """Yield the examples of the source's JSONL file(s); `documents` is unused (see the module docstring)."""
+@builder("dataset", tasks=TASKS, files=dataset_files)
+def dataset(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
+    """JSONL already in messages/alpaca/sharegpt/prompt-completion/text format → those examples.
+
+    `documents` is unused: the builder reads the source's files itself (see the module docstring).
+    """
     for path in dataset_files(source, project):
         try:
             result = read_examples(path, skip_invalid=source.skip_invalid)
         except DatasetError as error:
-            raise RecipeError(str(error)) from None
+            raise BuilderError(str(error)) from None
         for problem in result.errors:  # only with source.skip_invalid; otherwise read_examples raised
             yield Skipped("invalid line", problem)
         for number, example in enumerate(result.examples, start=1):

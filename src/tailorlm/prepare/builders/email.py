@@ -1,4 +1,4 @@
-"""The `email` recipe: support threads → chat examples (user = the customer, assistant = the agent).
+"""The `email` builder: support threads → chat examples (user = the customer, assistant = the agent).
 
 The e-mail reader gives one document per message, its body already cleaned (quotes and signatures
 removed), with fields `message_id, in_reply_to, references, thread_id (the root message's id), role
@@ -23,14 +23,23 @@ from email.utils import parsedate_to_datetime
 from tailorlm.config import Project, Source
 from tailorlm.documents import Document
 from tailorlm.formats.examples import Example, Message, Role
-from tailorlm.prepare.recipes import RecipeOutput, Skipped, file_label, recipe, text_of
+from tailorlm.prepare.builders import BuilderOutput, Reads, Skipped, builder, file_label, text_of
 
 TURN_ROLES: dict[str, Role] = {"customer": "user", "agent": "assistant"}
 
+# Of an e-mail's fields only the subject is text the builder uses; the headers (from, to, message ids)
+# never reach the dataset, and redacting the ids would break threading.
+TEXT_FIELDS = frozenset({"subject"})
 
-@recipe("email")
-def email(documents: Sequence[Document], source: Source, project: Project) -> RecipeOutput:
-    """Yield one example per thread (or per agent reply when the thread branches)."""
+
+def _reads(source: Source) -> Reads:
+    return Reads(TEXT_FIELDS.__contains__, lambda document: True)
+
+
+# Pseudonyms are numbered per thread, so a customer keeps their placeholder across the conversation.
+@builder("email", tasks=("chat", "generate"), reads=_reads, units=lambda documents: email_threads(documents))
+def email(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
+    """Support threads → one conversation per thread (customer = user, agent = assistant)."""
     threads: dict[str, list[tuple[int, Document]]] = {}
     thread_ids = email_threads(documents)
     for position, document in enumerate(documents):
@@ -113,7 +122,7 @@ def _role(document: Document) -> str:
     return text_of(document.fields.get("role")).lower()
 
 
-def _thread_examples(thread: str, messages: list[Document], project: Project) -> RecipeOutput:
+def _thread_examples(thread: str, messages: list[Document], project: Project) -> BuilderOutput:
     by_id = {text_of(m.fields.get("message_id")): m for m in messages if m.fields.get("message_id")}
     meta = {
         "file": file_label(messages[0], project),

@@ -1,4 +1,4 @@
-"""The `extraction` recipe: a document's text + its gold fields → a chat example that answers with JSON.
+"""The `extraction` builder: a document's text + its gold fields → a chat example that answers with JSON.
 
 The user turn is the instruction — with the JSON schema of the fields, computed from the data — then
 the text; the assistant turn is the gold JSON (keys sorted, every field of the schema present, null
@@ -21,12 +21,14 @@ from typing import Any
 from tailorlm.config import Project, Source
 from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
-from tailorlm.prepare.recipes import (
-    RecipeError,
-    RecipeOutput,
+from tailorlm.prepare.builders import (
+    BuilderError,
+    BuilderOutput,
+    Reads,
     Skipped,
+    all_but_label,
+    builder,
     file_label,
-    recipe,
     require_columns,
     source_ref,
 )
@@ -42,9 +44,17 @@ JSON_TYPES: tuple[tuple[type, str], ...] = (
 )
 
 
-@recipe("extraction")
-def extraction(documents: Sequence[Document], source: Source, project: Project) -> RecipeOutput:
-    """Yield one text → JSON example per record."""
+def _reads(source: Source) -> Reads:
+    """With `fields:`, those columns and the input (the text when there is no input column); without,
+    every field could hold the gold object."""
+    if not source.fields:
+        return all_but_label(source)
+    return Reads.columns([source.input, *source.fields], text=not source.input)
+
+
+@builder("extraction", tasks=("chat", "generate", "extract"), reads=_reads)
+def extraction(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
+    """Records of text and gold fields → text → JSON examples (one schema for the source)."""
     if source.input:
         require_columns(documents, {"input": source.input}, project)
     records: list[tuple[Document, str, dict[str, Any]]] = []
@@ -61,7 +71,7 @@ def extraction(documents: Sequence[Document], source: Source, project: Project) 
 
 
 def gold_fields(document: Document, source: Source, project: Project) -> dict[str, Any]:
-    """The gold object of one record (see the module docstring); `RecipeError` when it can't be found."""
+    """The gold object of one record (see the module docstring); `BuilderError` when it can't be found."""
     fields = document.fields
     if source.fields:
         require_columns([document], {f"fields[{i}]": name for i, name in enumerate(source.fields)}, project)
@@ -74,7 +84,7 @@ def gold_fields(document: Document, source: Source, project: Project) -> dict[st
     if len(objects) == 1:
         return _as_object(next(iter(objects.values()))) or {}
     has = ", ".join(repr(c) for c in fields) or "none"
-    raise RecipeError(
+    raise BuilderError(
         f"{file_label(document, project)}: say which columns are the gold answer with source.fields "
         f"(e.g. fields: [entities] for a column holding an object, or a list of columns). The file has: {has}"
     )
@@ -82,7 +92,7 @@ def gold_fields(document: Document, source: Source, project: Project) -> dict[st
 
 def json_examples(
     records: Sequence[tuple[Document, str, dict[str, Any]]], source: Source, project: Project
-) -> RecipeOutput:
+) -> BuilderOutput:
     """Chat examples text → JSON for records of (document, text, gold), sharing one schema."""
     if not records:
         return

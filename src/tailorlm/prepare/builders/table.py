@@ -1,9 +1,9 @@
-"""The `table` recipe: table rows → classification or extraction chat examples.
+"""The `table` builder: table rows → classification or extraction chat examples.
 
 * With `source.label`: classification. The user turn is the instruction, listing the label set
   (computed from the data, sorted), then the `source.input` cell; the assistant answers with the
   label, which is also kept as `Example.label` for metrics and stratified splits.
-* With `source.fields` instead: extraction of those columns as JSON, as in the `extraction` recipe
+* With `source.fields` instead: extraction of those columns as JSON, as in the `extraction` builder
   (assistant = JSON with sorted keys, `meta.fields`).
 
 `source.instruction` replaces the default instruction; `{labels}` (or `{schema}`, `{fields}`) in it is
@@ -17,38 +17,47 @@ from collections.abc import Sequence
 from tailorlm.config import Project, Source
 from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
-from tailorlm.prepare.recipes import (
-    RecipeError,
-    RecipeOutput,
+from tailorlm.prepare.builders import (
+    BuilderError,
+    BuilderOutput,
+    Reads,
     Skipped,
+    builder,
     file_label,
-    recipe,
     require_columns,
     source_ref,
     text_of,
 )
-from tailorlm.prepare.recipes.extraction import json_examples
+from tailorlm.prepare.builders.extraction import json_examples
 
 DEFAULT_INSTRUCTION = "Classify the following text into one of: {labels}. Answer with the label only."
 
 
-@recipe("table")
-def table(documents: Sequence[Document], source: Source, project: Project) -> RecipeOutput:
-    """Yield one example per row: input → label, or input → JSON of `source.fields`."""
+def _reads(source: Source) -> Reads:
+    """The input column and the extracted fields (the label is a category, not personal data)."""
+    return Reads.columns([source.input, *(source.fields or [])])
+
+
+@builder("table", tasks=("chat", "generate", "classify", "extract"), reads=_reads)
+def table(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
+    """Table rows → a label (`label:`, classification) or JSON of columns (`fields:`, extraction).
+
+    One example per row: input → label, or input → JSON of `source.fields`.
+    """
     if not source.input:
-        raise RecipeError(f"{source.path}: a table source needs `input:` (the column holding the text)")
+        raise BuilderError(f"{source.path}: a table source needs `input:` (the column holding the text)")
     if source.label:
         yield from _classification(documents, source, project)
     elif source.fields:
         yield from _extraction(documents, source, project)
     else:
-        raise RecipeError(
+        raise BuilderError(
             f"{source.path}: a table source needs `label:` (the column to classify into) or `fields:` "
             "(the columns to extract as JSON)"
         )
 
 
-def _classification(documents: Sequence[Document], source: Source, project: Project) -> RecipeOutput:
+def _classification(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
     assert source.input and source.label
     require_columns(documents, {"input": source.input, "label": source.label}, project)
     rows: list[tuple[Document, str, str]] = []
@@ -73,7 +82,7 @@ def _classification(documents: Sequence[Document], source: Source, project: Proj
         )
 
 
-def _extraction(documents: Sequence[Document], source: Source, project: Project) -> RecipeOutput:
+def _extraction(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
     assert source.input and source.fields
     require_columns(
         documents,

@@ -1,4 +1,4 @@
-"""Recipes turn documents into examples: FAQ rows and Markdown, e-mail threads, tables, extraction,
+"""Builders turn documents into examples: FAQ rows and Markdown, e-mail threads, tables, extraction,
 document chunks and imported JSONL datasets."""
 
 from __future__ import annotations
@@ -10,9 +10,17 @@ import pytest
 
 from tailorlm.config import Project, Source
 from tailorlm.documents import Document
-from tailorlm.prepare.recipes import RecipeError, Skipped, get_recipe, run_recipe
-from tailorlm.prepare.recipes.documents import chunk_documents, token_counter
-from tailorlm.prepare.recipes.faq import parse_markdown_faq
+from tailorlm.prepare.builders import (
+    BuilderError,
+    Skipped,
+    builder,
+    get_builder,
+    kinds_for,
+    kinds_markdown,
+    run_builder,
+)
+from tailorlm.prepare.builders.documents import chunk_documents, token_counter
+from tailorlm.prepare.builders.faq import parse_markdown_faq
 
 
 def make_project(tmp_path: Path, task: str = "chat", **prepare) -> Project:
@@ -78,7 +86,7 @@ def test_faq_rows_become_chat_examples(tmp_path):
         row(tmp_path, "faq.csv", 1, question="How do I reset the hub?", answer="Hold the button.", topic="x"),
         row(tmp_path, "faq.csv", 2, question="Is there a fee?", answer="", topic="y"),
     ]
-    examples, skipped = run_recipe(documents, Source(path=Path("faq.csv"), kind="faq"), project)
+    examples, skipped = run_builder(documents, Source(path=Path("faq.csv"), kind="faq"), project)
     assert len(examples) == 1 and skipped == {"faq: empty answer": 1}
     example = examples[0]
     assert [m.role for m in example.messages] == ["system", "user", "assistant"]
@@ -91,10 +99,10 @@ def test_faq_custom_columns_and_missing_column_named(tmp_path):
     project = make_project(tmp_path)
     documents = [row(tmp_path, "faq.csv", 1, frage="Wie?", antwort="So.")]
     source = Source(path=Path("faq.csv"), kind="faq", question="frage", answer="antwort")
-    examples, _ = run_recipe(documents, source, project)
+    examples, _ = run_builder(documents, source, project)
     assert examples[0].target == "So."
-    with pytest.raises(RecipeError) as error:
-        run_recipe(documents, Source(path=Path("faq.csv"), kind="faq"), project)
+    with pytest.raises(BuilderError) as error:
+        run_builder(documents, Source(path=Path("faq.csv"), kind="faq"), project)
     message_text = str(error.value)
     assert "faq.csv" in message_text and "'question'" in message_text and "'frage', 'antwort'" in message_text
 
@@ -115,7 +123,7 @@ def test_markdown_faq_headings_and_qa_lines(tmp_path):
     ]
     project = make_project(tmp_path)
     document = Document(text=headings, source_path=str(tmp_path / "faq.md"), source_sha256="c" * 64)
-    examples, _ = run_recipe([document], Source(path=Path("faq.md"), kind="faq"), project)
+    examples, _ = run_builder([document], Source(path=Path("faq.md"), kind="faq"), project)
     assert [e.source for e in examples] == ["faq.md#q1", "faq.md#q2"]
 
 
@@ -128,7 +136,7 @@ def test_email_pairs_customer_and_agent(tmp_path):
         message(tmp_path, 1, "customer", "My thermostat is offline."),
         message(tmp_path, 2, "agent", "Please restart it.", in_reply_to="<m1@acme>"),
     ]
-    examples, _ = run_recipe(documents, Source(path=Path("support.mbox"), kind="email"), project)
+    examples, _ = run_builder(documents, Source(path=Path("support.mbox"), kind="email"), project)
     assert len(examples) == 1
     example = examples[0]
     assert example.source == "<t1@acme>"
@@ -146,7 +154,7 @@ def test_email_multi_round_thread_is_one_conversation(tmp_path):
         message(tmp_path, 5, "agent", "Then reset it.", in_reply_to="<m4@acme>"),
         message(tmp_path, 6, "agent", "Hello?", thread="<t2@acme>"),
     ]
-    examples, skipped = run_recipe(documents, Source(path=Path("support.mbox"), kind="email"), project)
+    examples, skipped = run_builder(documents, Source(path=Path("support.mbox"), kind="email"), project)
     assert skipped == {"email: agent message without a customer message before it": 1}
     (example,) = examples
     roles = [m.role for m in example.messages]
@@ -163,7 +171,7 @@ def test_email_branched_thread_pairs_by_in_reply_to(tmp_path):
         message(tmp_path, 3, "agent", "Answer to the first.", in_reply_to="<m1@acme>"),
         message(tmp_path, 4, "agent", "Answer to the second.", in_reply_to="<m2@acme>"),
     ]
-    examples, _ = run_recipe(documents, Source(path=Path("support.mbox"), kind="email"), project)
+    examples, _ = run_builder(documents, Source(path=Path("support.mbox"), kind="email"), project)
     assert [(e.input_text, e.target) for e in examples] == [
         ("First question.", "Answer to the first."),
         ("Second question.", "Answer to the second."),
@@ -183,13 +191,13 @@ def test_table_classification_lists_sorted_labels(tmp_path):
         row(tmp_path, "tickets.csv", 4, body="No label here", category=""),
     ]
     source = Source(path=Path("tickets.csv"), kind="table", input="body", label="category")
-    examples, skipped = run_recipe(documents, source, project)
+    examples, skipped = run_builder(documents, source, project)
     assert skipped == {"table: missing label": 1}
     assert [e.label for e in examples] == ["billing", "shipping", "technical"]
     assert "one of: billing, shipping, technical." in examples[0].input_text
     assert examples[0].input_text.endswith("\n\nCard charged twice") and examples[0].target == "billing"
-    with pytest.raises(RecipeError, match=r"tickets.csv.*'text'.*'body', 'category'"):
-        run_recipe(documents, Source(path=Path("tickets.csv"), kind="table", input="text", label="category"), project)
+    with pytest.raises(BuilderError, match=r"tickets.csv.*'text'.*'body', 'category'"):
+        run_builder(documents, Source(path=Path("tickets.csv"), kind="table", input="text", label="category"), project)
 
 
 def test_table_fields_extract_json(tmp_path):
@@ -199,7 +207,7 @@ def test_table_fields_extract_json(tmp_path):
         row(tmp_path, "orders.csv", 2, body="Order 13", city="", order="13"),
     ]
     source = Source(path=Path("orders.csv"), kind="table", input="body", fields=["order", "city"])
-    examples, _ = run_recipe(documents, source, project)
+    examples, _ = run_builder(documents, source, project)
     assert json.loads(examples[0].target) == {"city": "Paris", "order": "12"}
     assert examples[0].target == '{"city": "Paris", "order": "12"}'  # sorted keys
     assert json.loads(examples[1].target) == {"city": None, "order": "13"}
@@ -226,20 +234,20 @@ def test_extraction_nested_gold_with_schema(tmp_path):
         for i, r in enumerate(records, 1)
     ]
     source = Source(path=Path("r.jsonl"), kind="extraction", input="ocr_text", fields=["entities"])
-    examples, _ = run_recipe(documents, source, project)
+    examples, _ = run_builder(documents, source, project)
     assert json.loads(examples[0].target) == {"company": "ACME", "date": None, "total": "9.00"}
     prompt = examples[0].input_text
     assert '"required": ["company", "date", "total"]' in prompt and prompt.endswith("ACME STORE\nTOTAL 9.00")
     # Without `fields`, the one column holding an object is the gold.
-    auto, _ = run_recipe(documents, Source(path=Path("r.jsonl"), kind="extraction", input="ocr_text"), project)
+    auto, _ = run_builder(documents, Source(path=Path("r.jsonl"), kind="extraction", input="ocr_text"), project)
     assert [e.target for e in auto] == [e.target for e in examples]
 
 
 def test_extraction_without_gold_names_columns(tmp_path):
     project = make_project(tmp_path, task="extract")
     documents = [row(tmp_path, "x.csv", 1, text="hello", a="1", b="2")]
-    with pytest.raises(RecipeError, match=r"x.csv: say which columns.*'text', 'a', 'b'"):
-        run_recipe(documents, Source(path=Path("x.csv"), kind="extraction", input="text"), project)
+    with pytest.raises(BuilderError, match=r"x.csv: say which columns.*'text', 'a', 'b'"):
+        run_builder(documents, Source(path=Path("x.csv"), kind="extraction", input="text"), project)
 
 
 # --- documents -----------------------------------------------------------------------------------
@@ -287,7 +295,7 @@ def test_chunks_follow_headings_with_overlap_and_limit(tmp_path):
 
 
 def test_chunks_with_a_real_tokenizer(tmp_path, tiny_model_dir):
-    from tailorlm.prepare.recipes.documents import base_tokenizer
+    from tailorlm.prepare.builders.documents import base_tokenizer
 
     tokenizer = base_tokenizer(tiny_model_dir)
     assert tokenizer is not None
@@ -298,46 +306,61 @@ def test_chunks_with_a_real_tokenizer(tmp_path, tiny_model_dir):
     assert all(len(tokenizer(c.text, add_special_tokens=False)["input_ids"]) <= 48 + 2 for c in chunks)
 
 
-def test_documents_recipe_makes_text_for_cpt_only(tmp_path):
+def test_documents_builder_makes_text_for_cpt_only(tmp_path):
     document = Document(
         text=DOC.format(install="Connect the wires."), source_path=str(tmp_path / "docs/t5.md"), source_sha256="e" * 64
     )
     source = Source(path=Path("docs"), kind="documents")
-    examples, _ = run_recipe(
+    examples, _ = run_builder(
         [document], source, make_project(tmp_path, task="cpt", chunk={"max_tokens": 32, "overlap": 4})
     )
     assert examples and all(not e.is_chat for e in examples)
     assert {e.source for e in examples} == {"docs/t5.md"}
     assert examples[0].meta["title"] == "Acme Thermo T5" and examples[0].meta["chunk"] == 0
     assert "heading_path" in examples[0].meta
-    chat, _ = run_recipe([document], source, make_project(tmp_path, task="chat"))
+    chat, _ = run_builder([document], source, make_project(tmp_path, task="chat"))
     assert chat == []
 
 
 # --- dataset and registry ------------------------------------------------------------------------
 
 
-def test_dataset_recipe_imports_jsonl(tmp_path):
+def test_dataset_builder_imports_jsonl(tmp_path):
     lines = [
         {"instruction": "Say hi", "output": "Hi"},
         {"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}], "source": "doc-7"},
     ]
     (tmp_path / "data.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
-    examples, _ = run_recipe([], Source(path=Path("data.jsonl"), kind="dataset"), make_project(tmp_path))
+    examples, _ = run_builder([], Source(path=Path("data.jsonl"), kind="dataset"), make_project(tmp_path))
     assert [e.target for e in examples] == ["Hi", "A"]
     assert [e.source for e in examples] == ["data.jsonl#1", "doc-7"]
     (tmp_path / "bad.jsonl").write_text('{"nope": 1}\n{"text": "fine"}\n')
-    with pytest.raises(RecipeError, match=r"bad\.jsonl:1"):
-        run_recipe([], Source(path=Path("bad.jsonl"), kind="dataset"), make_project(tmp_path))
+    with pytest.raises(BuilderError, match=r"bad\.jsonl:1"):
+        run_builder([], Source(path=Path("bad.jsonl"), kind="dataset"), make_project(tmp_path))
     lenient = Source(path=Path("bad.jsonl"), kind="dataset", skip_invalid=True)
-    examples, skipped = run_recipe([], lenient, make_project(tmp_path))
+    examples, skipped = run_builder([], lenient, make_project(tmp_path))
     assert [e.text for e in examples] == ["fine"] and skipped == {"dataset: invalid line": 1}
 
 
-def test_unknown_recipe_names_known_kinds():
-    with pytest.raises(RecipeError, match="known: dataset, documents, email, extraction, faq, table"):
-        get_recipe("nope")
+def test_unknown_builder_names_known_kinds():
+    with pytest.raises(BuilderError, match="known: dataset, documents, email, extraction, faq, table"):
+        get_builder("nope")
 
 
 def test_skipped_is_not_an_example():
     assert Skipped("empty answer").reason == "empty answer"
+
+
+def test_docs_table_of_kinds_is_the_registry():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "prepare.md").read_text(encoding="utf-8")
+    table = doc.split("<!-- builders:start -->\n", 1)[1].split("<!-- builders:end -->", 1)[0]
+    assert table == kinds_markdown() + "\n", "docs/prepare.md is stale: paste kinds_markdown() between the markers"
+
+
+def test_registration_refuses_unknown_tasks_and_twins():
+    with pytest.raises(ValueError, match=r"builder 'memo': tasks must be some of .*'cpt'.*\(got \['summarize'\]\)"):
+        builder("memo", tasks=("summarize",))
+    with pytest.raises(ValueError, match="builder 'faq' is registered twice"):
+        builder("faq", tasks=("chat",))(lambda documents, source, project: iter(()))
+    assert kinds_for("classify") == ["dataset", "documents", "table"]
+    assert get_builder("dataset").files is not None and get_builder("documents").chunks

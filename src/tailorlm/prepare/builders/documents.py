@@ -1,4 +1,4 @@
-"""The `documents` recipe: prose (Markdown, PDF, DOCX, HTML text) → token-sized chunks.
+"""The `documents` builder: prose (Markdown, PDF, DOCX, HTML text) → token-sized chunks.
 
 `chunk_documents` cuts each document along its Markdown headings: paragraphs are packed into chunks of
 at most `prepare.chunk.max_tokens` tokens, a new chunk starts at a heading once the current one is
@@ -8,7 +8,7 @@ counted with the base model's tokenizer when it can be loaded, else estimated as
 1.3 (`Chunk.estimated` says which; the dataset card too).
 
 For the `cpt` task each chunk becomes a text example (`meta`: title, heading path, chunk index,
-tokens). For other tasks the recipe yields nothing: the stage keeps the chunks for the RAG baseline and
+tokens). For other tasks the builder yields nothing: the stage keeps the chunks for the RAG baseline and
 synthetic Q&A (see docs/prepare.md), which reuse `chunk_documents`.
 """
 
@@ -22,10 +22,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from tailorlm.config import Project, Source
+from tailorlm.config import TASKS, Project, Source
 from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
-from tailorlm.prepare.recipes import RecipeOutput, file_label, recipe, source_ref
+from tailorlm.prepare.builders import BuilderOutput, builder, file_label, source_ref
 
 WORDS_PER_TOKEN_ESTIMATE = 1.3  # tokens per whitespace word, for English-like text with BPE vocabularies
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -61,9 +61,12 @@ class Chunk:
         }
 
 
-@recipe("documents")
-def documents(documents: Sequence[Document], source: Source, project: Project) -> RecipeOutput:
-    """For `task: cpt`, one text example per chunk; for other tasks nothing (the stage keeps the chunks)."""
+@builder("documents", tasks=TASKS, chunks=True)
+def documents(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
+    """Prose → token-sized chunks: the examples for `cpt`; for other tasks kept for RAG and synthetic Q&A.
+
+    For `task: cpt`, one text example per chunk; for other tasks nothing (the stage keeps the chunks).
+    """
     if project.task != "cpt":
         return
     settings = project.prepare.chunk

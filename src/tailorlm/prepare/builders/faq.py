@@ -1,4 +1,4 @@
-"""The `faq` recipe: question/answer pairs → single-turn chat examples (system = the project's prompt).
+"""The `faq` builder: question/answer pairs → single-turn chat examples (system = the project's prompt).
 
 Two shapes of input:
 
@@ -18,11 +18,12 @@ from collections.abc import Iterator, Sequence
 from tailorlm.config import Project, Source
 from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
-from tailorlm.prepare.recipes import (
-    RecipeOutput,
+from tailorlm.prepare.builders import (
+    BuilderOutput,
+    Reads,
     Skipped,
+    builder,
     file_label,
-    recipe,
     require_columns,
     source_ref,
     text_of,
@@ -37,9 +38,14 @@ ANSWER_LINE = re.compile(
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 
 
-@recipe("faq")
-def faq(documents: Sequence[Document], source: Source, project: Project) -> RecipeOutput:
-    """Yield one chat example per question/answer pair."""
+def _reads(source: Source) -> Reads:
+    """The question and answer columns of rows; the text of Markdown/text FAQs."""
+    return Reads.columns([source.question, source.answer])
+
+
+@builder("faq", tasks=("chat", "generate"), reads=_reads)
+def faq(documents: Sequence[Document], source: Source, project: Project) -> BuilderOutput:
+    """Question/answer pairs → one single-turn chat example each."""
     rows = [d for d in documents if d.fields]
     if rows:
         require_columns(rows, {"question": source.question, "answer": source.answer}, project)
