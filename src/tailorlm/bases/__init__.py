@@ -75,7 +75,8 @@ def import_base(
     owner = owning_package(info.path)
     if owner:
         origin.update(package=owner[0], version=owner[1])
-    licence = info.license or (PACKAGED[owner[0]].license if owner and owner[0] in PACKAGED else None)
+    # A model package we know names its licence in words; a GGUF's own tag is terse ("gemma", "apache-2.0").
+    licence = PACKAGED[owner[0]].license if owner and owner[0] in PACKAGED else info.license
     return _register(workspace, path, info, name or _default_name(path), dtype, origin, licence, say)
 
 
@@ -84,13 +85,13 @@ def _import_packaged(workspace: Workspace, model: PackagedModel, *, name: str, d
     origin = {"package": model.package, "version": installed_version(model.package), "file": str(paths[0])}
     if len(paths) == 1:
         info = read_gguf_info(paths[0])
-        return _register(workspace, paths[0], info, name, dtype, origin, info.license or model.license, say)
+        return _register(workspace, paths[0], info, name, dtype, origin, model.license, say)
     origin["file"] = f"{model.files[0].split('/')[-1].rsplit('.part', 1)[0]} (joined from {len(paths)} packages)"
     (workspace.root / "cache").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workspace.root / "cache", prefix=".gguf-") as temp:
         joined = join_parts(paths, Path(temp) / f"{name}.gguf", model.sha256, say)
         info = read_gguf_info(joined)
-        return _register(workspace, joined, info, name, dtype, origin, info.license or model.license, say)
+        return _register(workspace, joined, info, name, dtype, origin, model.license, say)
 
 
 def _register(
