@@ -66,11 +66,35 @@ def import_base(
         raise BaseModelError(f"{source!r} is neither a file nor a known model package ({known})")
     info = read_gguf_info(path)
     origin: dict[str, Any] = {"file": str(info.path)}
+    stamp = _stamp([path])
     owner = owning_package(info.path)
     if owner:
         origin.update(package=owner[0], version=owner[1])
-    licence = info.license or (PACKAGED[owner[0]].license if owner and owner[0] in PACKAGED else None)
-    return _register(workspace, path, info, name or _default_name(path), dtype, origin, licence, progress)
+    # A model package we know names its licence in words; a GGUF's own tag is terse ("gemma", "apache-2.0").
+    licence = PACKAGED[owner[0]].license if owner and owner[0] in PACKAGED else info.license
+    name = name or _default_name(path)
+    return _unchanged(workspace, name, origin, stamp, dtype) or _register(
+        workspace, path, info, name, dtype, origin, licence, stamp, progress
+    )
+
+
+def _stamp(paths: list[Path]) -> dict[str, int]:
+    """Size and modification time of the source file(s): unchanged means no need to hash them again."""
+    stats = [path.stat() for path in paths]
+    return {"size": sum(s.st_size for s in stats), "mtime_ns": max(s.st_mtime_ns for s in stats)}
+
+
+def _unchanged(
+    workspace: Workspace, name: str, origin: dict[str, Any], stamp: dict[str, int], dtype: str
+) -> Artifact | None:
+    """The base already imported from these very files (same origin, size and time), if any."""
+    source = BaseOrigin.model_validate(origin)
+    for existing in workspace.registry.find("base", name=name, status="complete"):
+        known = existing.meta_as(BaseMeta)
+        same = known.origin == source and known.source_stat == stamp and known.dtype == dtype
+        if same and workspace.path_of(existing).is_dir():
+            return existing
+    return None
 
 
 def _import_packaged(
@@ -78,15 +102,19 @@ def _import_packaged(
 ) -> Artifact:
     paths = locate(model)
     origin = {"package": model.package, "version": installed_version(model.package), "file": str(paths[0])}
+    if len(paths) > 1:
+        origin["file"] = f"{model.files[0].split('/')[-1].rsplit('.part', 1)[0]} (joined from {len(paths)} packages)"
+    stamp = _stamp(paths)
+    if found := _unchanged(workspace, name, origin, stamp, dtype):
+        return found
     if len(paths) == 1:
         info = read_gguf_info(paths[0])
-        return _register(workspace, paths[0], info, name, dtype, origin, info.license or model.license, progress)
-    origin["file"] = f"{model.files[0].split('/')[-1].rsplit('.part', 1)[0]} (joined from {len(paths)} packages)"
+        return _register(workspace, paths[0], info, name, dtype, origin, model.license, stamp, progress)
     (workspace.root / "cache").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=workspace.root / "cache", prefix=".gguf-") as temp:
         joined = join_parts(paths, Path(temp) / f"{name}.gguf", model.sha256, progress)
         info = read_gguf_info(joined)
-        return _register(workspace, joined, info, name, dtype, origin, info.license or model.license, progress)
+        return _register(workspace, joined, info, name, dtype, origin, model.license, stamp, progress)
 
 
 def _register(
@@ -97,18 +125,11 @@ def _register(
     dtype: str,
     origin: dict[str, Any],
     licence: str | None,
+    stamp: dict[str, int],
     progress: Progress,
 ) -> Artifact:
     _check_name(name)
-    stat = path.stat()
-    stamp = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    source = BaseOrigin.model_validate(origin)
-    for existing in workspace.registry.find("base", name=name, status="complete"):
-        known = existing.meta_as(BaseMeta)
-        unchanged = known.origin == source and known.source_stat == stamp
-        if unchanged and known.dtype == dtype and workspace.path_of(existing).is_dir():
-            return existing  # the same file, untouched since it was imported: no need to hash it again
-    progress.say(f"hashing {path.name} ({stat.st_size / 1e6:.0f} MB)")
+    progress.say(f"hashing {path.name} ({path.stat().st_size / 1e6:.0f} MB)")
     digest = sha256_file(path)
     for existing in workspace.registry.find("base", name=name):
         known = existing.meta_as(BaseMeta)
@@ -127,7 +148,7 @@ def _register(
         facts = convert_gguf(path, staging, dtype=dtype)
     meta = BaseMeta(
         sha256=digest,
-        origin=source,
+        origin=BaseOrigin.model_validate(origin),
         license=licence,
         dtype=dtype,
         gguf_architecture=info.architecture,

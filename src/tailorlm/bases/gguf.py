@@ -9,6 +9,8 @@ transformers can't load.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,7 +130,8 @@ def _no_tqdm() -> Iterator[None]:
     os.environ["TQDM_DISABLE"] = "1"
     hf_logging.disable_progress_bar()
     try:
-        yield
+        with contextlib.redirect_stderr(io.StringIO()):  # the GGUF loader's bar is a plain tqdm on stderr
+            yield
     finally:
         hf_logging.enable_progress_bar()
         if previous is None:
