@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from tailorlm.export import ExportContext, ExportError, target
 from tailorlm.export import gguf_convert as builtin
 from tailorlm.export.merge import write_merged
 from tailorlm.export.parity import (
@@ -34,6 +33,7 @@ from tailorlm.export.parity import (
     render_prompts,
     stop_ids,
 )
+from tailorlm.export.runner import ExportContext, ExportError, target
 
 LLAMA_CPP_ENV = "TAILORLM_LLAMA_CPP"
 KNOWN_CHECKOUTS = ("~/llama.cpp", "/opt/llama.cpp")

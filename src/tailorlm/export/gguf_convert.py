@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tailorlm.export import ExportError
+from tailorlm.export.runner import ExportError
 
 ARCHITECTURES = ("LlamaForCausalLM", "MistralForCausalLM")
 OUTTYPES = ("f32", "f16", "q8_0")

@@ -17,7 +17,6 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from tailorlm.export import ExportContext, ExportError, target
 from tailorlm.export.parity import (
     Prompt,
     compare,
@@ -27,6 +26,7 @@ from tailorlm.export.parity import (
     render_prompts,
     stop_ids,
 )
+from tailorlm.export.runner import ExportContext, ExportError, target
 from tailorlm.workspace import sha256_file
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]

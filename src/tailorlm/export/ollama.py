@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from tailorlm.export import ExportContext, ExportError, target
 from tailorlm.export.gguf import Converter, GgufType, write_gguf
+from tailorlm.export.runner import ExportContext, ExportError, target
 from tailorlm.formats.templates import render, stop_strings
 
 Messages = Sequence[dict[str, str]]

@@ -18,7 +18,7 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from tailorlm.export import ExportContext, ExportError, load_model_ref, target
+from tailorlm.export.runner import ExportContext, ExportError, load_model_ref, target
 from tailorlm.modeling import ModelRef
 from tailorlm.registry import ModelMeta
 from tailorlm.workspace import atomic_write_json, atomic_write_text, default_mode, sha256_file

@@ -1,0 +1,223 @@
+"""The `train` verb: a dataset and a base model in, a run folder with an adapter (or full weights) out.
+
+`train()` resolves the dataset, tokenises it exactly as `data inspect` shows, plans device defaults,
+and hands over to the recipe in `sft.py`. A run interrupted (Ctrl-C, crash) keeps its checkpoints;
+`train(resume=RUN)` continues the learning-rate schedule and the data position exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tailorlm.bases import resolve_base
+from tailorlm.checks import describe, problems
+from tailorlm.config import Project, TrainSettings
+from tailorlm.dataset_splits import load_split
+from tailorlm.errors import UserError
+from tailorlm.modeling import check_model_dir, load_tokenizer
+from tailorlm.progress import SILENT, Progress
+from tailorlm.registry import Artifact, RunMeta
+from tailorlm.train.data import EmptyDatasetError, tokenize_split
+from tailorlm.train.plan import Plan, describe_plan, make_plan
+from tailorlm.workspace import (
+    Workspace,
+    atomic_write_json,
+    atomic_write_text,
+    new_id,
+    read_jsonl,
+    sha256_tree,
+    stable_hash,
+)
+
+
+class TrainError(UserError, ValueError):
+    """A run that can't start or go on; the message says what to change."""
+
+
+@dataclass
+class TrainResult:
+    run: Artifact
+    run_dir: Path
+    plan: Plan
+    metrics: dict[str, Any]
+    data: dict[str, Any]
+    skipped: bool = False
+
+    def metrics_rows(self) -> list[dict[str, Any]]:
+        return read_jsonl(self.run_dir / "metrics.jsonl") if (self.run_dir / "metrics.jsonl").exists() else []
+
+
+def train(
+    workspace: Workspace,
+    project: Project,
+    *,
+    dataset: str | None = None,
+    resume: str | None = None,
+    force: bool = False,
+    callbacks: list[Any] | None = None,
+    progress: Progress = SILENT,
+) -> TrainResult:
+    """Fine-tune `project.base_model` on a registered dataset (default: the project's latest).
+
+    Args:
+        dataset: `name`, `name@version` or a dataset id; default the project's dataset.
+        resume: a run id to continue from its last checkpoint (its own settings are used).
+        force: train even if a complete run with the same inputs and settings exists.
+        callbacks: extra `transformers.TrainerCallback`s (benchmarks, tests).
+        progress: told the plan (device, precision, steps, epochs) before the first step, then the
+            steps with loss, tokens/s and ETA.
+    """
+    if resume:
+        return _resume(workspace, resume, callbacks=callbacks, progress=progress)
+    if wrong := problems(project, before="train", workspace=workspace):
+        raise TrainError(describe(wrong))
+    settings = project.train
+    base_model = check_model_dir(resolve_base(workspace, project.base_model, root=project.root))
+    dataset_artifact = workspace.resolve("dataset", dataset or project.dataset_name)
+    key = stable_hash(
+        {
+            "dataset": dataset_artifact.hash,
+            "base": str(base_model),
+            "train": settings.model_dump(),
+            "system_prompt": project.system_prompt,
+        }
+    )
+    if not force and (done := workspace.find_complete("run", key)):
+        run_dir = workspace.path_of(done)
+        done_meta = done.meta_as(RunMeta)
+        return TrainResult(done, run_dir, Plan(**done_meta.plan), done_meta.metrics, done_meta.data, True)
+
+    run_id = new_id("run")
+    run_dir = workspace.run_dir(run_id)
+    run_dir.mkdir(parents=True)
+    atomic_write_text(
+        run_dir / "config.yaml",
+        yaml.safe_dump(
+            {
+                "base_model": str(base_model),
+                "dataset": dataset_artifact.id,
+                "system_prompt": project.system_prompt,
+                "train": settings.model_dump(mode="json"),
+            },
+            sort_keys=False,
+        ),
+    )
+    return _run(workspace, run_id, run_dir, base_model, dataset_artifact, settings, key, callbacks, progress)
+
+
+def _resume(workspace: Workspace, run_ref: str, *, callbacks: list[Any] | None, progress: Progress) -> TrainResult:
+    from tailorlm.train.sft import last_checkpoint
+
+    try:
+        run = workspace.registry.get(run_ref)
+    except KeyError:
+        raise TrainError(f"no run {run_ref!r} in this workspace (see `tailorlm runs`)") from None
+    run_dir = workspace.path_of(run)
+    if run.status == "complete":
+        raise TrainError(f"run {run.id} is already complete; nothing to resume")
+    checkpoint = last_checkpoint(run_dir)
+    if checkpoint is None:
+        raise TrainError(f"run {run.id} has no checkpoint to resume from (it stopped before the first save)")
+    config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    settings = TrainSettings.model_validate(config["train"])
+    dataset_artifact = workspace.registry.get(config["dataset"])
+    return _run(
+        workspace,
+        run.id,
+        run_dir,
+        Path(config["base_model"]),
+        dataset_artifact,
+        settings,
+        run.key,
+        callbacks,
+        progress,
+        resume_from=checkpoint,
+    )
+
+
+def _run(
+    workspace: Workspace,
+    run_id: str,
+    run_dir: Path,
+    base_model: Path,
+    dataset: Artifact,
+    settings: TrainSettings,
+    key: str | None,
+    callbacks: list[Any] | None,
+    progress: Progress,
+    resume_from: Path | None = None,
+) -> TrainResult:
+    from tailorlm.train.sft import fine_tune
+
+    tokenizer = load_tokenizer(base_model)
+    train_split = tokenize_split(tokenizer, load_split(workspace, dataset, "train"), settings.max_length)
+    val_split = tokenize_split(tokenizer, load_split(workspace, dataset, "val"), settings.max_length)
+    if not train_split.rows:
+        raise EmptyDatasetError(
+            f"dataset {dataset.name}@{dataset.version} has no trainable example in its train split "
+            f"({train_split.dropped_no_target} dropped: no answer token left within max_length "
+            f"{settings.max_length})"
+        )
+    plan = make_plan(settings, len(train_split.rows))
+    progress.say(describe_plan(plan, settings.method, len(train_split.rows), resume_from))
+    data = {"train": train_split.summary(), "val": val_split.summary()}
+    meta = RunMeta(
+        method=settings.method, base_model=str(base_model), dataset=dataset.id, plan=plan.to_json(), data=data
+    )
+    run = workspace.registry.add(
+        Artifact(
+            id=run_id,
+            kind="run",
+            name=dataset.name,
+            hash=dataset.hash,
+            key=key,
+            path=workspace.relative(run_dir),
+            status="running",
+            meta=meta,
+        ),
+        parents=[dataset.id],
+    )
+    workspace.audit.append(
+        "train.start",
+        inputs=[dataset.id, str(base_model)],
+        outputs=[run_id],
+        method=settings.method,
+        resumed_from=str(resume_from) if resume_from else None,
+    )
+    try:
+        metrics = fine_tune(
+            run_dir=run_dir,
+            base_model=base_model,
+            tokenizer=tokenizer,
+            settings=settings,
+            plan=plan,
+            train_split=train_split,
+            val_split=val_split,
+            resume_from=resume_from,
+            callbacks=callbacks,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        workspace.registry.update(run_id, status="interrupted")
+        workspace.audit.append("train.interrupted", outputs=[run_id])
+        raise
+    except BaseException as error:
+        workspace.registry.update(run_id, status="failed", meta=meta.replace(error=str(error)))
+        workspace.audit.append("train.failed", outputs=[run_id], error=str(error))
+        raise
+    artifact_dir = run_dir / ("model" if settings.method == "full" else "adapter")
+    metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
+    meta = meta.replace(metrics=metrics, artifact=artifact_dir.name)
+    atomic_write_json(run_dir / "run.json", {"id": run_id, "status": "complete", **meta.model_dump(exclude={"error"})})
+    run = workspace.registry.update(
+        run_id,
+        status="complete",
+        hash=sha256_tree(artifact_dir),
+        meta=meta,
+    )
+    workspace.audit.append("train.complete", inputs=[dataset.id], outputs=[run_id], hash=run.hash)
+    return TrainResult(run, run_dir, plan, metrics, data)
