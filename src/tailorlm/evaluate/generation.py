@@ -227,7 +227,7 @@ class LocalModel:
                 for r, index in enumerate(batch):
                     new = output[r, width:].tolist()
                     results[index] = self._decode(new, stop_ids, pad_id, truncated=len(encoded[index]) > limit)
-                task.advance(len(batch), tokens=sum(results[i].tokens for i in batch))  # type: ignore[union-attr]
+                task.advance(len(batch), tokens=sum(answer.tokens for i in batch if (answer := results[i]) is not None))
         return [r for r in results if r is not None]
 
     def _decode(self, ids: list[int], stop_ids: set[int], pad_id: int, *, truncated: bool) -> GeneratedAnswer:
