@@ -64,18 +64,19 @@ def import_base(
     if not path.exists() and not str(source).endswith(".gguf") and "/" not in str(source):
         known = ", ".join(PACKAGED)
         raise BaseModelError(f"{source!r} is neither a file nor a known model package ({known})")
-    info = read_gguf_info(path)
-    origin: dict[str, Any] = {"file": str(info.path)}
-    stamp = _stamp([path])
-    owner = owning_package(info.path)
+    if not path.is_file():
+        read_gguf_info(path)  # raises the error that names the missing file
+    origin: dict[str, Any] = {"file": str(path.resolve())}
+    owner = owning_package(path)
     if owner:
         origin.update(package=owner[0], version=owner[1])
+    name, stamp = name or _default_name(path), _stamp([path])
+    if found := _unchanged(workspace, name, origin, stamp, dtype):
+        return found  # checked before the GGUF is parsed or hashed: a re-import costs a stat
+    info = read_gguf_info(path)
     # A model package we know names its licence in words; a GGUF's own tag is terse ("gemma", "apache-2.0").
     licence = PACKAGED[owner[0]].license if owner and owner[0] in PACKAGED else info.license
-    name = name or _default_name(path)
-    return _unchanged(workspace, name, origin, stamp, dtype) or _register(
-        workspace, path, info, name, dtype, origin, licence, stamp, progress
-    )
+    return _register(workspace, path, info, name, dtype, origin, licence, stamp, progress)
 
 
 def _stamp(paths: list[Path]) -> dict[str, int]:
