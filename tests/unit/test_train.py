@@ -37,7 +37,7 @@ def test_each_method_trains_and_loss_falls(method, tiny_model_dir, workspace, tm
     expected = "model.safetensors" if method == "full" else "adapter_model.safetensors"
     assert (artifact / expected).is_file() and (artifact / "tokenizer.json").is_file()
     summary = json.loads((result.run_dir / "run.json").read_text())
-    assert summary["status"] == "complete" and summary["method"] == method
+    assert summary["status"] == "complete" and summary["method"] == method and summary["recipe"] == "sft"
     rows = result.metrics_rows()
     assert any("val_loss" in row for row in rows)
     assert any("tokens_per_s" in row and row["tokens_per_s"] > 0 for row in rows)
@@ -200,3 +200,16 @@ def test_bad_settings_name_the_field(settings, field, tmp_path):
 
 def test_auto_epochs():
     assert auto_epochs(10) == 10 and auto_epochs(200) == 3 and auto_epochs(100_000) == 1
+
+
+def test_a_recipe_listed_before_sft_takes_the_runs_it_handles(tmp_path, monkeypatch):
+    from tailorlm.config import TrainSettings
+    from tailorlm.train import recipes
+
+    (tmp_path / "ranking_recipe.py").write_text(
+        "def handles(settings, task):\n    return task == 'classify'\n", encoding="utf-8"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(recipes, "RECIPES", ["ranking_recipe", *recipes.RECIPES])
+    assert recipes.recipe_for(TrainSettings(), "classify")[0] == "ranking_recipe"
+    assert recipes.recipe_for(TrainSettings(), "chat")[0] == "sft"

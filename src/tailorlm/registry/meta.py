@@ -94,6 +94,9 @@ class RunMeta(Meta):
 
     kind: ClassVar[Kind] = "run"
     method: str = Field(description="Training method (full, lora, dora, qlora).")
+    recipe: str = Field(
+        "sft", description="What the run optimised: the recipe module (sft, ...; see train/recipes.py)."
+    )
     base_model: str = Field(description="The base model's folder.")
     dataset: str = Field(description="The dataset artifact id it trained on.")
     plan: dict[str, Any] = Field(default_factory=dict, description="Steps, epochs and batch sizes.")

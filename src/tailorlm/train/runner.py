@@ -1,8 +1,9 @@
 """The `train` verb: a dataset and a base model in, a run folder with an adapter (or full weights) out.
 
-`train()` resolves the dataset, tokenises it exactly as `data inspect` shows, plans device defaults,
-and hands over to the recipe in `sft.py`. A run interrupted (Ctrl-C, crash) keeps its checkpoints;
-`train(resume=RUN)` continues the learning-rate schedule and the data position exactly.
+`train()` resolves the dataset, picks the recipe for the task and method (`recipes.py`: supervised
+answers in `sft.py`, ...), has it tokenise the splits, plans device defaults, and hands over to it.
+A run interrupted (Ctrl-C, crash) keeps its checkpoints; `train(resume=RUN)` continues the
+learning-rate schedule and the data position exactly.
 """
 
 from __future__ import annotations
@@ -16,13 +17,13 @@ import yaml
 from tailorlm.bases import resolve_base
 from tailorlm.checks import describe, problems
 from tailorlm.config import Project, TrainSettings
-from tailorlm.dataset_splits import load_split
 from tailorlm.errors import UserError
 from tailorlm.modeling import check_model_dir, load_tokenizer
 from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, RunMeta
-from tailorlm.train.data import EmptyDatasetError, tokenize_split
+from tailorlm.train.data import EmptyDatasetError
 from tailorlm.train.plan import Plan, describe_plan, make_plan
+from tailorlm.train.recipes import recipe_for
 from tailorlm.workspace import (
     Workspace,
     atomic_write_json,
@@ -101,12 +102,15 @@ def train(
                 "base_model": str(base_model),
                 "dataset": dataset_artifact.id,
                 "system_prompt": project.system_prompt,
+                "task": project.task,
                 "train": settings.model_dump(mode="json"),
             },
             sort_keys=False,
         ),
     )
-    return _run(workspace, run_id, run_dir, base_model, dataset_artifact, settings, key, callbacks, progress)
+    return _run(
+        workspace, run_id, run_dir, base_model, dataset_artifact, settings, project.task, key, callbacks, progress
+    )
 
 
 def _resume(workspace: Workspace, run_ref: str, *, callbacks: list[Any] | None, progress: Progress) -> TrainResult:
@@ -132,6 +136,7 @@ def _resume(workspace: Workspace, run_ref: str, *, callbacks: list[Any] | None, 
         Path(config["base_model"]),
         dataset_artifact,
         settings,
+        config.get("task", "chat"),  # runs from before the task was recorded were all supervised
         run.key,
         callbacks,
         progress,
@@ -146,27 +151,31 @@ def _run(
     base_model: Path,
     dataset: Artifact,
     settings: TrainSettings,
+    task: str,
     key: str | None,
     callbacks: list[Any] | None,
     progress: Progress,
     resume_from: Path | None = None,
 ) -> TrainResult:
-    from tailorlm.train.sft import fine_tune
-
+    recipe_name, recipe = recipe_for(settings, task)
     tokenizer = load_tokenizer(base_model)
-    train_split = tokenize_split(tokenizer, load_split(workspace, dataset, "train"), settings.max_length)
-    val_split = tokenize_split(tokenizer, load_split(workspace, dataset, "val"), settings.max_length)
+    train_split, val_split = recipe.load_splits(tokenizer, workspace, dataset, settings)
     if not train_split.rows:
+        dropped = train_split.summary().get("dropped_no_target", 0)
         raise EmptyDatasetError(
             f"dataset {dataset.name}@{dataset.version} has no trainable example in its train split "
-            f"({train_split.dropped_no_target} dropped: no answer token left within max_length "
-            f"{settings.max_length})"
+            f"({dropped} dropped: no answer token left within max_length {settings.max_length})"
         )
     plan = make_plan(settings, len(train_split.rows))
     progress.say(describe_plan(plan, settings.method, len(train_split.rows), resume_from))
     data = {"train": train_split.summary(), "val": val_split.summary()}
     meta = RunMeta(
-        method=settings.method, base_model=str(base_model), dataset=dataset.id, plan=plan.to_json(), data=data
+        method=settings.method,
+        recipe=recipe_name,
+        base_model=str(base_model),
+        dataset=dataset.id,
+        plan=plan.to_json(),
+        data=data,
     )
     run = workspace.registry.add(
         Artifact(
@@ -189,7 +198,7 @@ def _run(
         resumed_from=str(resume_from) if resume_from else None,
     )
     try:
-        metrics = fine_tune(
+        metrics = recipe.fine_tune(
             run_dir=run_dir,
             base_model=base_model,
             tokenizer=tokenizer,

@@ -16,10 +16,28 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tailorlm.config import TrainSettings
+from tailorlm.dataset_splits import load_split
 from tailorlm.modeling import add_adapters, load_base_model
 from tailorlm.progress import SILENT, Progress, Task
-from tailorlm.train.data import ListDataset, PadCollator, TokenizedSplit
+from tailorlm.registry import Artifact
+from tailorlm.train.data import ListDataset, PadCollator, TokenizedSplit, tokenize_split
 from tailorlm.train.plan import Plan
+from tailorlm.workspace import Workspace
+
+
+def handles(settings: TrainSettings, task: str) -> bool:
+    """Every run the more specific recipes leave (it comes last in `recipes.RECIPES`)."""
+    return True
+
+
+def load_splits(
+    tokenizer: Any, workspace: Workspace, dataset: Artifact, settings: TrainSettings
+) -> tuple[TokenizedSplit, TokenizedSplit]:
+    """The train and val splits tokenised exactly as `data inspect` shows them (template, loss mask)."""
+    return (
+        tokenize_split(tokenizer, load_split(workspace, dataset, "train"), settings.max_length),
+        tokenize_split(tokenizer, load_split(workspace, dataset, "val"), settings.max_length),
+    )
 
 
 def fine_tune(
