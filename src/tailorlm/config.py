@@ -224,6 +224,21 @@ class ServeSettings(Settings):
     threads: int | None = Field(None, gt=0, description="CPU threads for torch (fix it on shared machines).")
 
 
+class GovernanceSettings(Settings):
+    """Who may release a model and how the audit log is protected."""
+
+    approval: Literal["required", "off"] = Field(
+        "off",
+        description="required: `serve` and `export` accept a model only after `tailorlm approve` by a user other "
+        "than the one who trained or registered it (four-eyes).",
+    )
+    audit_key_file: Path | None = Field(
+        None,
+        description="Key file (outside the workspace) whose HMAC signs every audit event; "
+        "$TAILORLM_AUDIT_KEY_FILE overrides it.",
+    )
+
+
 class Project(Settings):
     project: str = Field(description="Project name; also the default dataset and model name.")
     base_model: Path = Field(description="Local directory of the base model (config.json, tokenizer, weights).")
@@ -236,6 +251,9 @@ class Project(Settings):
     serve: ServeSettings = Field(default_factory=ServeSettings, description="The OpenAI-compatible server.")
     allow_hosts: list[str] = Field(
         default_factory=list, description="Hosts that may be reached besides loopback (teacher, judge)."
+    )
+    governance: GovernanceSettings = Field(
+        default_factory=GovernanceSettings, description="Approval, audit signing, retention."
     )
     root: Path = Field(Path("."), exclude=True, description="Folder of the project file (set when loaded).")
 

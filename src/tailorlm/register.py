@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tailorlm.audit import current_user
 from tailorlm.errors import UserError
 from tailorlm.registry import Artifact, DocumentMeta, EvaluationMeta, ModelMeta, RunMeta
 from tailorlm.workspace import Workspace, atomic_write_json, atomic_write_text, read_jsonl
@@ -56,6 +57,7 @@ def register(
         hash=run_artifact.hash,
         system_prompt=system_prompt,
         evaluation=evaluation.id if evaluation else None,
+        registered_by=current_user(),
     )
     with workspace.staging(final) as staging:
         atomic_write_json(staging / "model.json", description.model_dump(exclude={"error"}))

@@ -130,10 +130,11 @@ class Workspace:
     def __init__(self, root: Path) -> None:
         self.root = Path(root).expanduser().resolve()
         self.root.mkdir(parents=True, exist_ok=True)
+        self._governance_cache: tuple[int | None, dict[str, Any]] = (None, {})
         for folder in ("documents", "datasets", "runs", "evals", "models"):
             (self.root / folder).mkdir(exist_ok=True)
         self.registry = Registry(self.root / REGISTRY_FILE)
-        self.audit = AuditLog(self.root / "audit.jsonl")
+        self.audit = AuditLog(self.root / "audit.jsonl", key_file=self._audit_key_file)
 
     @classmethod
     def open(cls, root: Path | str | None = None, *, create: bool = True) -> Workspace:
@@ -160,6 +161,28 @@ class Workspace:
 
     def close(self) -> None:
         self.registry.close()
+
+    def governance_setting(self, name: str) -> Any:
+        """A key of the project file's `governance:` section, read without validating the whole project
+        (the audit log and the approval gate need it where no project is loaded); None when absent."""
+        try:
+            stat = self.project_file.stat()
+        except OSError:
+            return None
+        if self._governance_cache[0] != stat.st_mtime_ns:
+            import yaml
+
+            try:
+                data = yaml.safe_load(self.project_file.read_text(encoding="utf-8"))
+            except (OSError, yaml.YAMLError):
+                data = None
+            section = data.get("governance") if isinstance(data, dict) else None
+            self._governance_cache = (stat.st_mtime_ns, section if isinstance(section, dict) else {})
+        return self._governance_cache[1].get(name)
+
+    def _audit_key_file(self) -> Path | None:
+        chosen = self.governance_setting("audit_key_file")
+        return (self.root / Path(str(chosen)).expanduser()) if chosen else None
 
     # paths -----------------------------------------------------------------------------------
     @property

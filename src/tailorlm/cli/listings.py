@@ -1,5 +1,5 @@
-"""What is in the workspace: `runs`, `models`, `lineage`, `audit` and the `data` verbs. Tables keep ids
-and paths whole (see tailorlm.output) and each listing takes `--json`."""
+"""What is in the workspace: `runs`, `models`, `lineage` and the `data` verbs (`audit` is in governance.py).
+Tables keep ids and paths whole (see tailorlm.output) and each listing takes `--json`."""
 
 from __future__ import annotations
 
@@ -114,33 +114,6 @@ def lineage(
         for item in chain
     ]
     print_table(["kind", "id", "name", "hash"], rows)
-
-
-@app.command()
-@command
-def audit(
-    workspace: WorkspaceOption = None,
-    last: Annotated[int, typer.Option(help="How many of the latest events to show (0: all).")] = 15,
-    as_json: JsonOption = False,
-) -> None:
-    """Verify the audit log's hash chain and print its last events (exit 1 when the chain is broken).
-
-    \b
-    Example:
-      tailorlm audit --workspace ws --last 50
-    """
-    ws = _workspace(workspace)
-    ok, message = ws.audit.verify()
-    events = ws.audit.events()
-    events = events[-last:] if last > 0 else events
-    if as_json:
-        print_json({"intact": ok, "message": message, "events": events})
-    else:
-        rows = [[e["time"], e["user"], e["action"], ", ".join(e["outputs"])] for e in events]
-        print_table(["time", "user", "action", "outputs"], rows)
-        console.print(("[green]" if ok else "[red]") + message + "[/]")
-    if not ok:
-        raise typer.Exit(1)
 
 
 # --- data --------------------------------------------------------------------------------------------

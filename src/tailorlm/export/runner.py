@@ -23,6 +23,7 @@ from typing import Any
 
 from tailorlm import offline
 from tailorlm.errors import UserError
+from tailorlm.governance import require_release
 from tailorlm.modeling import ModelRef, resolve_model
 from tailorlm.progress import SILENT, Progress
 from tailorlm.workspace import NotFound, Workspace, atomic_write_json, sha256_file
@@ -261,6 +262,7 @@ def export(
     if isinstance(shared.get("prompts"), str):
         shared["prompts"] = [shared["prompts"]]
 
+    require_release(workspace, model_ref, verb="export")
     model = load_model_ref(workspace, model_ref)
     label = f"{model.name}-{model.version}" if model.version else model.name
     final = Path(output).expanduser().resolve() if output else export_dir(workspace, label, chosen.folder)

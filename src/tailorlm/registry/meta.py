@@ -148,6 +148,7 @@ class ModelMeta(Meta):
     hash: str | None = None
     system_prompt: str | None = None
     evaluation: str | None = Field(None, description="The run's latest evaluation id, if any.")
+    registered_by: str | None = Field(None, description="Who registered it ($TAILORLM_USER, else the OS user).")
 
 
 class BaseOrigin(Strict):

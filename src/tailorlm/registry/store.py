@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tailorlm.errors import NotFound
+from tailorlm.errors import NotFound, UserError
 from tailorlm.registry.meta import (
     META_MODELS,
     ArtifactMeta,
@@ -24,6 +24,10 @@ from tailorlm.registry.meta import (
     parse_meta,
 )
 from tailorlm.registry.migrations import all_migrations
+
+
+class NewerSchema(UserError, RuntimeError):
+    """A registry written by a newer TailorLM, whose schema this version does not know; it is not touched."""
 
 
 def now() -> str:
@@ -100,7 +104,16 @@ class Registry:
             "CREATE TABLE IF NOT EXISTS schema_migrations (number INTEGER PRIMARY KEY, name TEXT, applied_at TEXT)"
         )
         applied = {row[0] for row in self._connection.execute("SELECT number FROM schema_migrations")}
-        for number, name, module in all_migrations():
+        known = all_migrations()
+        newest = max((number for number, _, _ in known), default=0)
+        if applied and max(applied) > newest:
+            self._connection.close()
+            raise NewerSchema(
+                f"{self.path} was written by a newer TailorLM (registry schema {max(applied)}; this version knows "
+                f"up to {newest}); it was left unchanged",
+                hint="upgrade TailorLM (pip install -U tailorlm) to use this workspace",
+            )
+        for number, name, module in known:
             if number in applied:
                 continue
             with self.transaction() as connection:

@@ -27,6 +27,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tailorlm.formats.templates import TemplateError
+from tailorlm.governance import NotApproved
 from tailorlm.serve.engine import AdapterConflict, AdapterError, Overloaded, PromptTooLong, UnknownModel
 from tailorlm.serve.schemas import ErrorResponse
 from tailorlm.workspace import NotFound
@@ -86,6 +87,8 @@ def as_api_error(error: BaseException) -> APIError:
         return error
     if isinstance(error, UnknownModel | NotFound):
         return APIError(404, str(error), code="model_not_found", param="model")
+    if isinstance(error, NotApproved):
+        return APIError(403, str(error), code="not_approved", param="model")
     if isinstance(error, PromptTooLong):
         return APIError(400, str(error), code="context_length_exceeded", param="messages")
     if isinstance(error, Overloaded):

@@ -18,6 +18,7 @@ from typing import Any
 from tailorlm import offline
 from tailorlm.config import ServeSettings
 from tailorlm.errors import UserError
+from tailorlm.governance import require_release
 from tailorlm.modeling import ModelRef, resolve_model
 from tailorlm.workspace import Workspace
 
@@ -107,6 +108,8 @@ def serve(
     limits = Limits(
         max_body_bytes=max_body_bytes, max_tokens_cap=max_tokens_cap, rate_limit_per_minute=rate_limit_per_minute
     )
+    for reference in models:
+        require_release(workspace, reference.partition("=")[2] or reference, verb="serve")
     refs = [
         (served_name(reference), resolve_model(workspace, reference.partition("=")[2] or reference))
         for reference in models
@@ -133,7 +136,7 @@ def serve(
             auth=auth,
             limits=limits,
             request_log=request_log,
-            resolve_model=lambda reference: resolve_model(workspace, reference),
+            resolve_model=lambda reference: _releasable(workspace, reference),
             audit=workspace.audit.append,
         )
         workspace.audit.append(
@@ -150,6 +153,12 @@ def serve(
         workspace.audit.append("serve.stop", host=host, port=port)
 
 
+def _releasable(workspace: Workspace, reference: str) -> ModelRef:
+    """A model the running server may hot-load: approved first when the project requires it."""
+    require_release(workspace, reference, verb="deploy")
+    return resolve_model(workspace, reference)
+
+
 def deploy(
     workspace: Workspace, name: str, *, url: str, admin_key: str | None, timeout: float = 600.0
 ) -> dict[str, Any]:
@@ -161,6 +170,7 @@ def deploy(
     `acme@vN`); the server loads it from its own workspace, which must hold the same registry.
     """
     offline.enforce()
+    require_release(workspace, name.partition("=")[2] or name, verb="deploy")
     ref: ModelRef = resolve_model(workspace, name.partition("=")[2] or name)
     pinned = f"{ref.name}@{ref.version}" if ref.version else ref.name
     alias = served_name(name)
