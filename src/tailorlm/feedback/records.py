@@ -40,7 +40,7 @@ class FeedbackRecord(BaseModel):
     messages: list[Message] = Field(
         min_length=1, description="The conversation the model answered, ending with the user's turn."
     )
-    answer: str = Field(description="The model's answer that was reviewed.")
+    answer: str = Field(description="The model's answer that was reviewed (may be empty: an empty answer is bad).")
     rating: Rating | None = Field(None, description="up or down, or 1 (bad) to 5 (good); optional with a correction.")
     corrected: str | None = Field(None, description="The answer the reviewer wanted instead.")
     reason: str | None = Field(None, description="Why, in the reviewer's words.")
@@ -57,8 +57,6 @@ class FeedbackRecord(BaseModel):
     def _check(self) -> FeedbackRecord:
         if self.messages[-1].role != "user":
             raise ValueError("messages must end with the user's turn (the answer is given in `answer`)")
-        if not self.answer.strip():
-            raise ValueError("answer is empty")
         if self.rating is None and not (self.corrected or "").strip():
             raise ValueError("give a rating, a corrected answer, or both")
         if self.corrected is not None and not self.corrected.strip():
