@@ -343,7 +343,7 @@ def test_dataset_builder_imports_jsonl(tmp_path):
 
 
 def test_unknown_builder_names_known_kinds():
-    with pytest.raises(BuilderError, match="known: dataset, documents, email, extraction, faq, table"):
+    with pytest.raises(BuilderError, match="known: dataset, documents, email, extraction, faq, feedback, table"):
         get_builder("nope")
 
 

@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tailorlm.errors import UserError
 from tailorlm.evaluate.metrics import Case
 from tailorlm.formats.examples import Example, Message
+from tailorlm.formats.preference import is_target
 
 
 class EvalError(UserError, ValueError):
@@ -97,9 +98,12 @@ class EvalCase:
 
 
 def cases_from_examples(examples: Sequence[Example]) -> list[EvalCase]:
-    """Test-split examples as cases: the prompt is everything before the final answer."""
+    """Test-split examples as cases: the prompt is everything before the final answer (an answer a reviewer
+    marked undesirable is no reference, so its example is not a case)."""
     cases = []
     for example in examples:
+        if not is_target(example):
+            continue
         if not example.is_chat:
             raise EvalError(
                 f"test example {example.id} is plain text (continued pretraining): evaluate compares "

@@ -28,6 +28,8 @@ from typing import Any
 from tailorlm.config import PrepareSettings
 from tailorlm.documents import Document
 from tailorlm.formats.examples import Example
+from tailorlm.formats.preference import KEY as PREFERENCE
+from tailorlm.formats.preference import rejected_of
 
 DROP_REASONS = {
     "too_short": "the answer (or text) is shorter than prepare.min_chars",
@@ -237,6 +239,8 @@ class Scrubber:
             data["id"] = ""  # a content id follows the new content; an id given in the file is kept
         if example.messages is not None:
             data["messages"] = [{"role": m.role, "content": self(m.content, mapping)} for m in example.messages]
+            if (rejected := rejected_of(example)) is not None:  # a preference pair's other answer
+                data["meta"][PREFERENCE] = {**data["meta"][PREFERENCE], "rejected": self(rejected, mapping)}
         else:
             data["text"] = self(example.text or "", mapping)
         return Example.model_validate(data)

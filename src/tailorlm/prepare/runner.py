@@ -25,6 +25,7 @@ from tailorlm.config import Project
 from tailorlm.dataset_splits import SPLITS
 from tailorlm.documents import Ingest
 from tailorlm.formats.examples import Example
+from tailorlm.formats.preference import rejected_of
 from tailorlm.prepare.builders import get_builder
 from tailorlm.prepare.builders.documents import Chunk, base_tokenizer
 from tailorlm.prepare.card import CardInputs, build_card, render_markdown
@@ -279,7 +280,9 @@ def _comparison_texts(examples: Sequence[Example]) -> list[str]:
         elif example.messages is None:
             texts.append(example.text or "")
         else:
-            texts.append("\n\n".join(m.content for m in example.messages if m.role != "system"))
+            turns = [m.content for m in example.messages if m.role != "system"]
+            rejected = rejected_of(example)  # preference pairs differ by their rejected answer too
+            texts.append("\n\n".join(turns if rejected is None else [*turns, rejected]))
     return strip_shared_prefix(texts)
 
 

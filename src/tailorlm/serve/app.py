@@ -1,13 +1,14 @@
 """The OpenAI-compatible HTTP API (FastAPI) over an `Engine`.
 
 Endpoints: `GET /health`, `GET /v1/models`, `GET /v1/models/{model}`, `POST /v1/chat/completions`,
-`POST /v1/completions` (both streaming as server-sent events or not), and, for admin keys,
+`POST /v1/completions` (both streaming as server-sent events or not), `POST /v1/feedback`, and, for admin keys,
 `GET|POST /v1/adapters` and `DELETE /v1/adapters/{name}` — one module per family in `routes/`, each
 answering with the pydantic models of `schemas.py`. Errors are OpenAI-shaped (see `errors.py`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from tailorlm.serve.limits import BodySizeLimit, Limits, RateLimiter
 from tailorlm.serve.request_log import RequestLog, RequestLogMiddleware
 from tailorlm.serve.routes import ROUTERS
 from tailorlm.serve.routes.common import Server
+from tailorlm.serve.routes.feedback import RecentAnswers, logged_completion
 
 
 def create_app(
@@ -31,6 +33,7 @@ def create_app(
     request_log: RequestLog | None,
     resolve_model: Callable[[str], ModelRef] | None = None,
     audit: Callable[..., Any] | None = None,
+    feedback: Callable[[Any], Any] | None = None,
 ) -> FastAPI:
     """The API for `engine`.
 
@@ -42,6 +45,8 @@ def create_app(
             None refuses adapter loads.
         audit: Called as `audit(action, inputs=..., **details)` when adapters are loaded or unloaded
             (`serve()` passes the workspace's audit log).
+        feedback: Stores a `FeedbackRecord` from `POST /v1/feedback` (`serve()` passes `tailorlm.feedback.record`
+            on the workspace); None answers that route with 503.
     """
     app = FastAPI(
         title="TailorLM",
@@ -52,7 +57,11 @@ def create_app(
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     if request_log is not None:
         app.add_middleware(RequestLogMiddleware, log=request_log)
-    app.state.server = Server(engine, auth, limits, RateLimiter(limits.rate_limit_per_minute), resolve_model, audit)
+    app.state.server = Server(
+        engine, auth, limits, RateLimiter(limits.rate_limit_per_minute), resolve_model, audit, feedback, RecentAnswers()
+    )
+    if request_log is not None:
+        app.state.server.logged_completion = functools.partial(logged_completion, request_log.path)
     for router in ROUTERS:
         app.include_router(router)
     return app

@@ -40,6 +40,7 @@ COLUMNS = (
     "error",
     "prompt_text",
     "completion_text",
+    "completion_id",
 )
 PURGE_EVERY_SECONDS = 24 * 3600
 
@@ -58,6 +59,7 @@ class LogEntry:
     error: str | None = None
     prompt_text: str | None = None
     completion_text: str | None = None
+    completion_id: str | None = None  # the id the answer was returned with (feedback names it)
 
 
 def _cutoff(days: float) -> str:

@@ -3,6 +3,7 @@ running server. Both are what the CLI verbs `tailorlm serve` and `tailorlm model
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -94,6 +95,7 @@ def serve(
     """
     import uvicorn
 
+    from tailorlm.feedback import record as record_feedback
     from tailorlm.serve.app import create_app
     from tailorlm.serve.auth import KeyStore
     from tailorlm.serve.engine import Engine
@@ -138,6 +140,7 @@ def serve(
             request_log=request_log,
             resolve_model=lambda reference: _releasable(workspace, reference),
             audit=workspace.audit.append,
+            feedback=functools.partial(record_feedback, workspace),
         )
         workspace.audit.append(
             "serve.start",

@@ -8,6 +8,7 @@ from typing import Any
 
 from tailorlm.errors import UserError
 from tailorlm.formats.examples import Example
+from tailorlm.formats.preference import is_target
 from tailorlm.formats.templates import tokenize_example
 
 
@@ -38,6 +39,8 @@ def tokenize_split(tokenizer: Any, examples: Sequence[Example], max_length: int)
     cut away entirely (no trained token left) → dropped and counted."""
     result = TokenizedSplit()
     for example in examples:
+        if not is_target(example):  # an answer a reviewer marked undesirable is for preference training only
+            continue
         tokenized = tokenize_example(tokenizer, example, max_length)
         result.truncated += tokenized.truncated
         if tokenized.trained_tokens == 0:

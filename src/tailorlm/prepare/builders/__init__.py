@@ -225,7 +225,7 @@ def text_of(value: Any) -> str:
 
 
 # Registration: importing the builder modules fills BUILDERS (one line per builder).
-from tailorlm.prepare.builders import dataset, documents, email, extraction, faq, table  # noqa: E402
+from tailorlm.prepare.builders import dataset, documents, email, extraction, faq, feedback, table  # noqa: E402
 
 __all__ = [
     "BUILDERS",
@@ -242,6 +242,7 @@ __all__ = [
     "email",
     "extraction",
     "faq",
+    "feedback",
     "file_label",
     "get_builder",
     "kinds_for",

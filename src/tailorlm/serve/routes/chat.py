@@ -13,6 +13,7 @@ from tailorlm.serve.engine import Finished
 from tailorlm.serve.errors import APIError
 from tailorlm.serve.routes.answering import COMPLETION_ERRORS, SSE_RESPONSE, Generation, respond, usage
 from tailorlm.serve.routes.common import ChatCaller, ServerState, note, sampling, served_for
+from tailorlm.serve.routes.feedback import decoding_of
 from tailorlm.serve.schemas import (
     AssistantMessage,
     ChatChoice,
@@ -41,6 +42,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, who: C
         params = sampling(server, body, served, len(prompt_ids))
         generation = Generation(engine, served, prompt_ids, params, stream=body.stream)
     answer_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+    note(request, completion_id=answer_id, messages=messages, source=served.source, decoding=decoding_of(params))
 
     def chunk(text: str | None, finish_reason: str | None, delta: ChatDelta | None = None) -> ChatCompletionChunk:
         return ChatCompletionChunk(

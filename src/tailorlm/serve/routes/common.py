@@ -28,6 +28,9 @@ class Server:
     limiter: RateLimiter
     resolve_model: Callable[[str], ModelRef] | None = None
     audit: Callable[..., Any] | None = None
+    feedback: Callable[[Any], Any] | None = None  # stores a FeedbackRecord (see routes/feedback.py)
+    answers: Any = None  # RecentAnswers: the latest answers by completion id, for feedback
+    logged_completion: Callable[[str], dict[str, Any] | None] = lambda completion_id: None
 
 
 def server_of(request: Request) -> Server:
@@ -132,5 +135,9 @@ def sampling(server: Server, body: SamplingFields, served: ServedModel, prompt_t
 
 
 def note(request: Request, **values: Any) -> None:
-    """What the request log records for this request."""
-    request.scope.setdefault("state", {}).setdefault("log", {}).update(values)
+    """What the request log records for this request; a finished answer is also kept for feedback."""
+    noted = request.scope.setdefault("state", {}).setdefault("log", {})
+    noted.update(values)
+    answers = server_of(request).answers
+    if "completion_text" in values and answers is not None:
+        answers.remember(noted, request.scope["state"].get("key_id"))

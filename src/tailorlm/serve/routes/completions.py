@@ -13,6 +13,7 @@ from tailorlm.serve.engine import Finished
 from tailorlm.serve.errors import APIError, as_api_error
 from tailorlm.serve.routes.answering import COMPLETION_ERRORS, SSE_RESPONSE, Generation, respond, usage
 from tailorlm.serve.routes.common import ChatCaller, ServerState, note, sampling, served_for
+from tailorlm.serve.routes.feedback import decoding_of
 from tailorlm.serve.schemas import Completion, CompletionChunk, CompletionRequest, TextChoice
 
 router = APIRouter(tags=["completions"])
@@ -45,6 +46,8 @@ async def completions(body: CompletionRequest, request: Request, who: ChatCaller
         params = sampling(server, body, served, len(prompt_ids))
         generation = Generation(engine, served, prompt_ids, params, stream=body.stream)
     answer_id, created = f"cmpl-{secrets.token_hex(12)}", int(time.time())
+    messages = [{"role": "user", "content": prompt}]
+    note(request, completion_id=answer_id, messages=messages, source=served.source, decoding=decoding_of(params))
 
     def chunk(text: str | None, finish_reason: str | None) -> CompletionChunk:
         return CompletionChunk(
