@@ -46,7 +46,7 @@ def test_bad_key_settings_are_refused(workspace, scope, models, message):
 
 def test_key_store_verifies_and_names_what_is_wrong(workspace):
     key_id, secret = create_key(workspace, "admin")
-    store = KeyStore(workspace, refresh_seconds=0)
+    store = KeyStore(workspace)
     assert store.verify(secret).scope == "admin"
     with pytest.raises(InvalidKey, match="malformed"):
         store.verify("sk-not-ours")
@@ -62,13 +62,16 @@ def test_key_store_verifies_and_names_what_is_wrong(workspace):
         revoke_key(workspace, "nope")
 
 
-def test_key_store_sees_new_keys_after_its_refresh_interval(workspace):
-    store = KeyStore(workspace, refresh_seconds=3600)
-    _, secret = create_key(workspace, "chat")
-    with pytest.raises(InvalidKey):
-        store.verify(secret)  # not re-read within the interval
-    store.refresh_seconds = 0
-    assert store.verify(secret).scope == "chat"
+def test_key_store_sees_new_and_revoked_keys_at_once(workspace):
+    store = KeyStore(workspace)
+    assert len(store) == 0
+    key_id, secret = create_key(workspace, "chat")
+    assert store.verify(secret).scope == "chat"  # no cache to wait for
+    assert len(store) == 1
+    revoke_key(workspace, key_id)
+    with pytest.raises(InvalidKey, match="revoked"):
+        store.verify(secret)
+    assert len(store) == 0
 
 
 def test_rate_limiter_allows_a_burst_then_says_how_long_to_wait(monkeypatch):

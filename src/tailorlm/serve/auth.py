@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -116,7 +115,7 @@ def list_keys(workspace: Workspace, *, include_revoked: bool = True) -> list[Api
 
 
 def revoke_key(workspace: Workspace, key_id: str) -> ApiKey:
-    """Revoke a key: a running server refuses it within a second."""
+    """Revoke a key: a running server refuses it from its next request on."""
     row = workspace.registry.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
     if row is None:
         known = ", ".join(k.id for k in list_keys(workspace)[:10]) or "none"
@@ -128,37 +127,29 @@ def revoke_key(workspace: Workspace, key_id: str) -> ApiKey:
 
 
 class KeyStore:
-    """Verifies bearer tokens for the server from an in-memory copy of the key table.
+    """Verifies bearer tokens for the server against the key table.
 
-    The copy is re-read when older than `refresh_seconds` (so a key created or revoked by the CLI
-    while the server runs takes effect within that time), at most once per interval.
+    Each request reads its key's row (one primary-key lookup), so a key created or revoked by the CLI
+    while the server runs takes effect at once: the request after `keys revoke` returns is refused.
     """
 
-    def __init__(self, workspace: Workspace, *, refresh_seconds: float = 1.0) -> None:
+    def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
-        self.refresh_seconds = refresh_seconds
-        self._keys: dict[str, tuple[ApiKey, str, str]] = {}
-        self._loaded_at = float("-inf")
-        self._reload()
-
-    def _reload(self) -> None:
-        rows = self.workspace.registry.execute("SELECT * FROM api_keys").fetchall()
-        self._keys = {row["id"]: (ApiKey.from_row(row), row["salt"], row["hash"]) for row in rows}
-        self._loaded_at = time.monotonic()
 
     def __len__(self) -> int:
-        return sum(not key.revoked for key, _, _ in self._keys.values())
+        """How many keys are not revoked."""
+        row = self.workspace.registry.execute("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()
+        return int(row[0])
 
     def verify(self, token: str) -> ApiKey:
         """The key for a bearer token, or `InvalidKey`."""
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != PREFIX or not parts[1]:
             raise InvalidKey("the API key is malformed (TailorLM keys look like tlm_<id>_<secret>)")
-        if time.monotonic() - self._loaded_at > self.refresh_seconds:
-            self._reload()
-        entry = self._keys.get(parts[1])
-        if entry is None or not hmac.compare_digest(_digest(entry[1], token), entry[2]):
+        row = self.workspace.registry.execute("SELECT * FROM api_keys WHERE id = ?", (parts[1],)).fetchone()
+        if row is None or not hmac.compare_digest(_digest(row["salt"], token), row["hash"]):
             raise InvalidKey("the API key is not valid for this server")
-        if entry[0].revoked:
-            raise InvalidKey(f"the API key {entry[0].id} was revoked")
-        return entry[0]
+        key = ApiKey.from_row(row)
+        if key.revoked:
+            raise InvalidKey(f"the API key {key.id} was revoked")
+        return key
