@@ -32,6 +32,10 @@ class UnknownKey(UserError, LookupError):
     """No key with this id."""
 
 
+class KeySettingsError(UserError, ValueError):
+    """A key can't be created with these settings (the message says what to change)."""
+
+
 class InvalidKey(PermissionError):
     """A bearer token that is malformed, unknown, wrong or revoked (the message says which)."""
 
@@ -71,8 +75,37 @@ def _digest(salt: str, secret: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + secret.encode("utf-8")).hexdigest()
 
 
+def check_key_models(workspace: Workspace, models: Sequence[str]) -> None:
+    """Refuse model names a key could never use: not `base`, a registered model's name or a run id."""
+    for model in models:
+        if model == "base":
+            continue
+        if "@" in model:
+            raise KeySettingsError(
+                f"--models {model}: a key names served models without a version "
+                f"(use {model.partition('@')[0]!r}; the server serves every version under that name)"
+            )
+        try:
+            if model.startswith("run-"):
+                workspace.registry.get(model)
+            else:
+                workspace.resolve("model", model)
+        except KeyError:  # NotFound is a KeyError too
+            known = sorted({a.name for a in workspace.registry.find("model")})
+            raise KeySettingsError(
+                f"--models {model}: no registered model or run of that name in this workspace; "
+                f"registered models: {', '.join(known[:10]) or 'none yet'} (and 'base'). "
+                "For a name given at serve time (alias=model), pass --allow-alias"
+            ) from None
+
+
 def create_key(
-    workspace: Workspace, scope: Scope, models: Sequence[str] | None = None, name: str = ""
+    workspace: Workspace,
+    scope: Scope,
+    models: Sequence[str] | None = None,
+    name: str = "",
+    *,
+    allow_alias: bool = False,
 ) -> tuple[str, str]:
     """Create an API key; returns `(key_id, secret)`. The secret is the whole bearer token and is
     shown only now: store it where the client can read it.
@@ -81,13 +114,16 @@ def create_key(
         scope: `chat` (completions) or `admin` (also adapter management).
         models: Served model names the key may use; None for all.
         name: What the key is for (shown in `list_keys`).
+        allow_alias: Accept model names that are not registered (aliases given at serve time).
     """
     if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {', '.join(SCOPES)} (got {scope!r})")
+        raise KeySettingsError(f"scope must be one of {', '.join(SCOPES)} (got {scope!r})")
     if models is not None and (
         isinstance(models, str) or not models or not all(isinstance(m, str) and m for m in models)
     ):
-        raise ValueError(f"models must be a non-empty list of model names, or None for all (got {models!r})")
+        raise KeySettingsError(f"models must be a non-empty list of model names, or None for all (got {models!r})")
+    if models is not None and not allow_alias:
+        check_key_models(workspace, models)
     key_id = secrets.token_hex(6)
     secret = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
     salt = secrets.token_hex(16)
