@@ -179,6 +179,9 @@ MISTAKES = [
     ["models", "deploy", "acme-support", "--url", "ftp://example"],
     ["keys", "revoke", "nope"],
     ["keys", "create", "--scope", "root"],
+    ["keys", "create", "--models", "nope"],
+    ["keys", "create", "--models", "acme-support@v1"],
+    ["serve", "-m", "acme-support", "--log-retention-days", "-1"],
     ["ingest", "missing-folder"],
     ["prepare", "--project", "missing.yaml"],
     ["run", "--project", "missing.yaml"],
@@ -199,6 +202,25 @@ def test_a_mistake_is_a_message_not_a_traceback(trained, args):
     assert "Traceback" not in result.output
     if result.exit_code == 1:
         assert result.stderr.startswith("error: "), result.output
+
+
+def test_keys_name_only_models_a_server_could_serve(trained):
+    root, _ = trained
+    assert (
+        "secret is shown only now"
+        in ok("keys", "create", "--models", "acme-support", "--models", "base", "-w", root).stdout
+    )
+    refused = tailorlm("keys", "create", "--models", "acme-suport", "-w", root)
+    assert refused.exit_code == 1 and "no registered model or run of that name" in refused.stderr
+    assert "acme-support" in refused.stderr and "--allow-alias" in refused.stderr
+    ok("keys", "create", "--models", "canary", "--allow-alias", "-w", root)
+    scope = tailorlm("keys", "create", "--scope", "root", "-w", root)
+    assert scope.exit_code == 2 and "'root' is not one of 'chat', 'admin'" in scope.output
+    retention = tailorlm("serve", "-m", "acme-support", "--log-retention-days", "-1", "-w", root)
+    assert (
+        retention.exit_code == 1
+        and "log_retention_days: Input should be greater than or equal to 0" in retention.stderr
+    )
 
 
 def test_the_hint_says_what_to_do(trained):

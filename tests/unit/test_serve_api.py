@@ -56,7 +56,7 @@ def served(tmp_path_factory, tiny_model_dir):
         log = RequestLog(workspace, log_texts=True)
         app = create_app(
             engine,
-            auth=KeyStore(workspace, refresh_seconds=0),
+            auth=KeyStore(workspace),
             request_log=log,
             limits=Limits(max_body_bytes=20_000, max_tokens_cap=CAP, rate_limit_per_minute=10_000),
             resolve_model=lambda reference: resolve_model(workspace, reference),
@@ -233,7 +233,7 @@ def test_rate_limit_is_429_with_retry_after(served, tiny_model_dir):
     key = create_key(served.workspace, "chat", name="slow")[1]
     app = create_app(
         served.engine,
-        auth=KeyStore(served.workspace, refresh_seconds=0),
+        auth=KeyStore(served.workspace),
         request_log=None,
         limits=Limits(rate_limit_per_minute=2),
     )

@@ -93,8 +93,13 @@ def keys_create(
         _choices("scope", ("chat", "admin")),  # type: ignore[valid-type]
         typer.Option(help="chat (completions) or admin (also manage adapters)."),
     ] = "chat",
-    model: Annotated[list[str] | None, typer.Option("--models", help="Limit the key to these models.")] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--models", help="Limit the key to these models (registered names or base).")
+    ] = None,
     name: Annotated[str, typer.Option(help="A label for the key.")] = "",
+    allow_alias: Annotated[
+        bool, typer.Option(help="Accept --models names that are not registered (aliases given at serve time).")
+    ] = False,
     workspace: WorkspaceOption = None,
 ) -> None:
     """Create an API key (stored hashed; shown once).
@@ -105,7 +110,9 @@ def keys_create(
     """
     from tailorlm.serve.auth import create_key
 
-    key_id, secret = create_key(_workspace(workspace), scope=_value(scope), models=model, name=name)
+    key_id, secret = create_key(
+        _workspace(workspace), scope=_value(scope), models=model, name=name, allow_alias=allow_alias
+    )
     console.print(f"key id {key_id} (scope {_value(scope)}). The secret is shown only now:\n{secret}", soft_wrap=True)
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -75,11 +77,34 @@ class Artifact:
         return cls(**data)
 
 
+PRIVATE_MODE = 0o600
+
+
+def make_private(path: Path) -> None:
+    """Create the registry file readable by its owner only (it holds key hashes and the request log),
+    whatever the umask, before SQLite opens it; SQLite gives its -wal and -shm files the same mode.
+    An existing registry loses any permission for others (a group may keep read access)."""
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, PRIVATE_MODE))
+    except FileExistsError:
+        for file in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            try:
+                status = file.stat()
+                mode = stat.S_IMODE(status.st_mode)
+                if stat.S_ISREG(status.st_mode) and mode & 0o037:
+                    os.chmod(file, mode & 0o740)
+            except FileNotFoundError:
+                continue
+            except PermissionError:  # someone else's file (a shared read-only workspace): leave it
+                continue
+
+
 class Registry:
     """The workspace's SQLite registry (WAL mode). Opening it applies pending migrations."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        make_private(path)
         self._connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         self._connection.row_factory = sqlite3.Row
         self._connection.execute("PRAGMA journal_mode=WAL")

@@ -4,15 +4,24 @@ Endpoints: `GET /health`, `GET /v1/models`, `GET /v1/models/{model}`, `POST /v1/
 `POST /v1/completions` (both streaming as server-sent events or not), `POST /v1/feedback`, and, for admin keys,
 `GET|POST /v1/adapters` and `DELETE /v1/adapters/{name}` — one module per family in `routes/`, each
 answering with the pydantic models of `schemas.py`. Errors are OpenAI-shaped (see `errors.py`).
+
+`/docs` (Swagger UI) and `/redoc` work air-gapped: their scripts, styles and favicon are served from
+the `fastapi-offline` package (Swagger UI is Apache-2.0, ReDoc and fastapi-offline MIT), never a CDN.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.routing import APIRoute
+from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from tailorlm.modeling import ModelRef
 from tailorlm.serve.auth import KeyStore
@@ -52,7 +61,10 @@ def create_app(
         title="TailorLM",
         version=_version(),
         description="OpenAI-compatible API for models fine-tuned with TailorLM. See docs/serve.md.",
+        docs_url=None,  # replaced by offline_docs()
+        redoc_url=None,
     )
+    offline_docs(app)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=limits.max_body_bytes)
     if request_log is not None:
@@ -64,7 +76,52 @@ def create_app(
         app.state.server.logged_completion = functools.partial(logged_completion, request_log.path)
     for router in ROUTERS:
         app.include_router(router)
+    # every route with its methods, for OPTIONS and 405's Allow header (see errors.allowed_methods)
+    app.state.routes = [
+        route for router in (app.router, *ROUTERS) for route in router.routes if isinstance(route, APIRoute | Route)
+    ]
     return app
+
+
+DOCS_ASSETS = "/docs-assets"
+
+
+def offline_docs(app: FastAPI) -> None:
+    """`/docs`, `/redoc` and `/favicon.ico` with every asset served by this app (nothing from the internet)."""
+    from importlib.resources import files
+
+    assets = Path(str(files("fastapi_offline") / "static"))
+    app.mount(DOCS_ASSETS, StaticFiles(directory=assets), name="docs-assets")
+    title = f"{app.title} API"
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=title,
+            oauth2_redirect_url=app.swagger_ui_oauth2_redirect_url,
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get(app.swagger_ui_oauth2_redirect_url or "/docs/oauth2-redirect", include_in_schema=False)
+    async def swagger_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=title,
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(assets / "favicon.png", media_type="image/png")
 
 
 def _version() -> str:

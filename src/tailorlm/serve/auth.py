@@ -15,7 +15,6 @@ import hashlib
 import hmac
 import json
 import secrets
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -31,6 +30,10 @@ PREFIX = "tlm"
 
 class UnknownKey(UserError, LookupError):
     """No key with this id."""
+
+
+class KeySettingsError(UserError, ValueError):
+    """A key can't be created with these settings (the message says what to change)."""
 
 
 class InvalidKey(PermissionError):
@@ -72,8 +75,37 @@ def _digest(salt: str, secret: str) -> str:
     return hashlib.sha256(bytes.fromhex(salt) + secret.encode("utf-8")).hexdigest()
 
 
+def check_key_models(workspace: Workspace, models: Sequence[str]) -> None:
+    """Refuse model names a key could never use: not `base`, a registered model's name or a run id."""
+    for model in models:
+        if model == "base":
+            continue
+        if "@" in model:
+            raise KeySettingsError(
+                f"--models {model}: a key names served models without a version "
+                f"(use {model.partition('@')[0]!r}; the server serves every version under that name)"
+            )
+        try:
+            if model.startswith("run-"):
+                workspace.registry.get(model)
+            else:
+                workspace.resolve("model", model)
+        except KeyError:  # NotFound is a KeyError too
+            known = sorted({a.name for a in workspace.registry.find("model")})
+            raise KeySettingsError(
+                f"--models {model}: no registered model or run of that name in this workspace; "
+                f"registered models: {', '.join(known[:10]) or 'none yet'} (and 'base'). "
+                "For a name given at serve time (alias=model), pass --allow-alias"
+            ) from None
+
+
 def create_key(
-    workspace: Workspace, scope: Scope, models: Sequence[str] | None = None, name: str = ""
+    workspace: Workspace,
+    scope: Scope,
+    models: Sequence[str] | None = None,
+    name: str = "",
+    *,
+    allow_alias: bool = False,
 ) -> tuple[str, str]:
     """Create an API key; returns `(key_id, secret)`. The secret is the whole bearer token and is
     shown only now: store it where the client can read it.
@@ -82,13 +114,16 @@ def create_key(
         scope: `chat` (completions) or `admin` (also adapter management).
         models: Served model names the key may use; None for all.
         name: What the key is for (shown in `list_keys`).
+        allow_alias: Accept model names that are not registered (aliases given at serve time).
     """
     if scope not in SCOPES:
-        raise ValueError(f"scope must be one of {', '.join(SCOPES)} (got {scope!r})")
+        raise KeySettingsError(f"scope must be one of {', '.join(SCOPES)} (got {scope!r})")
     if models is not None and (
         isinstance(models, str) or not models or not all(isinstance(m, str) and m for m in models)
     ):
-        raise ValueError(f"models must be a non-empty list of model names, or None for all (got {models!r})")
+        raise KeySettingsError(f"models must be a non-empty list of model names, or None for all (got {models!r})")
+    if models is not None and not allow_alias:
+        check_key_models(workspace, models)
     key_id = secrets.token_hex(6)
     secret = f"{PREFIX}_{key_id}_{secrets.token_urlsafe(32)}"
     salt = secrets.token_hex(16)
@@ -116,7 +151,7 @@ def list_keys(workspace: Workspace, *, include_revoked: bool = True) -> list[Api
 
 
 def revoke_key(workspace: Workspace, key_id: str) -> ApiKey:
-    """Revoke a key: a running server refuses it within a second."""
+    """Revoke a key: a running server refuses it from its next request on."""
     row = workspace.registry.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
     if row is None:
         known = ", ".join(k.id for k in list_keys(workspace)[:10]) or "none"
@@ -128,37 +163,29 @@ def revoke_key(workspace: Workspace, key_id: str) -> ApiKey:
 
 
 class KeyStore:
-    """Verifies bearer tokens for the server from an in-memory copy of the key table.
+    """Verifies bearer tokens for the server against the key table.
 
-    The copy is re-read when older than `refresh_seconds` (so a key created or revoked by the CLI
-    while the server runs takes effect within that time), at most once per interval.
+    Each request reads its key's row (one primary-key lookup), so a key created or revoked by the CLI
+    while the server runs takes effect at once: the request after `keys revoke` returns is refused.
     """
 
-    def __init__(self, workspace: Workspace, *, refresh_seconds: float = 1.0) -> None:
+    def __init__(self, workspace: Workspace) -> None:
         self.workspace = workspace
-        self.refresh_seconds = refresh_seconds
-        self._keys: dict[str, tuple[ApiKey, str, str]] = {}
-        self._loaded_at = float("-inf")
-        self._reload()
-
-    def _reload(self) -> None:
-        rows = self.workspace.registry.execute("SELECT * FROM api_keys").fetchall()
-        self._keys = {row["id"]: (ApiKey.from_row(row), row["salt"], row["hash"]) for row in rows}
-        self._loaded_at = time.monotonic()
 
     def __len__(self) -> int:
-        return sum(not key.revoked for key, _, _ in self._keys.values())
+        """How many keys are not revoked."""
+        row = self.workspace.registry.execute("SELECT COUNT(*) FROM api_keys WHERE revoked_at IS NULL").fetchone()
+        return int(row[0])
 
     def verify(self, token: str) -> ApiKey:
         """The key for a bearer token, or `InvalidKey`."""
         parts = token.split("_", 2)
         if len(parts) != 3 or parts[0] != PREFIX or not parts[1]:
             raise InvalidKey("the API key is malformed (TailorLM keys look like tlm_<id>_<secret>)")
-        if time.monotonic() - self._loaded_at > self.refresh_seconds:
-            self._reload()
-        entry = self._keys.get(parts[1])
-        if entry is None or not hmac.compare_digest(_digest(entry[1], token), entry[2]):
+        row = self.workspace.registry.execute("SELECT * FROM api_keys WHERE id = ?", (parts[1],)).fetchone()
+        if row is None or not hmac.compare_digest(_digest(row["salt"], token), row["hash"]):
             raise InvalidKey("the API key is not valid for this server")
-        if entry[0].revoked:
-            raise InvalidKey(f"the API key {entry[0].id} was revoked")
-        return entry[0]
+        key = ApiKey.from_row(row)
+        if key.revoked:
+            raise InvalidKey(f"the API key {key.id} was revoked")
+        return key

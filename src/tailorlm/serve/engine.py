@@ -552,6 +552,20 @@ class Engine:
         self._running.extend(joining)
         return joining
 
+    @staticmethod
+    def _isolate(model: Any, rows: list[Row], error: Exception, options: dict[str, Any]) -> None:
+        """A batch failed as a whole (in the forward pass, not in one row's sampling): run each
+        unfinished row on its own from where it stands, so only the request at fault gets an error."""
+        unfinished = [r for r in rows if r.finished is None]
+        if len(unfinished) == 1:
+            unfinished[0].fail(error)
+            return
+        for row in unfinished:
+            try:
+                run_batch(model, [row], **options)
+            except Exception as alone:
+                row.fail(alone)
+
     def _generate(self, batch: list[Job]) -> None:
         served = self._by_key[batch[0].model_key]
 
@@ -573,7 +587,11 @@ class Engine:
                 while rows:
                     current = rows
                     regroup = functools.partial(self._should_regroup, served.key, current)
-                    regrouped = run_batch(model, current, regroup=regroup, **options)
+                    try:
+                        regrouped = run_batch(model, current, regroup=regroup, **options)
+                    except Exception as error:
+                        self._isolate(model, current, error, options)
+                        break
                     rows = [r for r in current if r.finished is None]
                     if not regrouped:
                         break
@@ -583,7 +601,7 @@ class Engine:
                     rows += joining
                     every += joining
                     largest = max(largest, len(rows))
-        except BaseException as error:  # an error ends the batch's requests, never the thread
+        except BaseException as error:  # an error outside any row's work ends the batch, never the thread
             for failed in every:
                 if failed.finished is None:
                     failed.finished = "error"

@@ -23,7 +23,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tailorlm.formats.templates import TemplateError
@@ -124,6 +124,17 @@ def _validation_error(error: RequestValidationError) -> APIError:
     return APIError(422, "; ".join(messages) + more, code="invalid_value", param=param)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the app answers on this request's path (a path has one route per method), with
+    OPTIONS, which every path answers; from the routes `create_app` lists in `app.state.routes`."""
+    methods = {"OPTIONS"}
+    path = request.url.path
+    for route in getattr(request.app.state, "routes", ()):
+        if route.path_regex.match(path):
+            methods.update(route.methods or ())
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     async def api_error(_: Request, error: Exception) -> JSONResponse:
         return as_api_error(error).response()
@@ -132,12 +143,16 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(error, RequestValidationError)
         return _validation_error(error).response()
 
-    async def http_error(_: Request, error: Exception) -> JSONResponse:
+    async def http_error(request: Request, error: Exception) -> Response:
         assert isinstance(error, StarletteHTTPException)
+        headers = getattr(error, "headers", None)
+        if error.status_code == 405:  # name every method of the path, not only the first route's
+            allow = {"Allow": ", ".join(allowed_methods(request))}
+            if request.method == "OPTIONS":
+                return Response(status_code=204, headers=allow)
+            headers = {**(headers or {}), **allow}
         code = {404: "not_found", 405: "method_not_allowed"}.get(error.status_code)
-        return APIError(
-            error.status_code, str(error.detail), code=code, headers=getattr(error, "headers", None)
-        ).response()
+        return APIError(error.status_code, str(error.detail), code=code, headers=headers).response()
 
     app.add_exception_handler(RequestValidationError, validation)
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -5,7 +5,9 @@ hooks make each row of the batch its own request:
 
 * `RowSampler` (a logits processor) samples each row with its own temperature, top-p and
   `torch.Generator` (so `seed` reproduces a request) and leaves greedy rows (temperature 0) alone;
-  generate itself runs greedy and so picks exactly the sampled token.
+  generate itself runs greedy and so picks exactly the sampled token. Sampling is safe for every
+  setting the API accepts (a tiny temperature or top-p tends to greedy, never to NaN), and a row
+  whose sampling or decoding fails ends alone with a `Failed` event while its batch carries on.
 * `BatchDecoder` (a stopping criterion, called after every step) turns each row's new token into
   text, cuts stop sequences, counts tokens, honours `max_tokens` and cancellation, and tells
   generate which rows are finished. Generate stops when every row is, or when the engine asks to
@@ -29,7 +31,7 @@ from typing import Any
 import torch
 from transformers import GenerationConfig, LogitsProcessor, StoppingCriteria
 
-FinishReason = str  # "stop" | "length" | "cancelled"
+FinishReason = str  # "stop" | "length" | "cancelled" | "error" (a `Failed` event was sent)
 
 
 @dataclass(frozen=True)
@@ -108,21 +110,36 @@ class Row:
 
     # sampling ------------------------------------------------------------------------------------
     def sample(self, logits: torch.Tensor) -> int:
+        """One token drawn with the request's temperature and top-p, safe for every value the API
+        accepts: a temperature or top-p that is tiny but above 0 (even 5e-324) tends to greedy
+        instead of overflowing into NaN, and the top token always stays a candidate."""
         params = self.job.params
         if self.generator is None or self.generator.device != logits.device:
             self.generator = torch.Generator(device=logits.device)
             seed = params.seed if params.seed is not None else int(torch.randint(0, 2**62, ()).item())
-            self.generator.manual_seed(seed)
-        logits = logits.float() / params.temperature
+            self.generator.manual_seed(seed % 2**64)  # any JSON integer is a seed; torch takes 64 bits
+        # float64 holds every temperature the schema accepts (float32 would turn 1e-300 into 0), and
+        # shifting by the maximum first means the top logit is exactly 0 whatever the temperature.
+        logits = logits.double().nan_to_num(nan=float("-inf"), neginf=float("-inf"))
+        logits = (logits - logits.max()) / params.temperature
         if params.top_p < 1.0:
             ordered, order = torch.sort(logits, descending=True)
             mass = torch.softmax(ordered, dim=-1)
             # Keep the smallest prefix whose mass reaches top_p (always at least the top token).
             cut = (mass.cumsum(dim=-1) - mass) >= params.top_p
+            cut[0] = False
             ordered[cut] = float("-inf")
             logits = torch.full_like(logits, float("-inf")).scatter(0, order, ordered)
         probabilities = torch.softmax(logits, dim=-1)
+        if not bool(torch.isfinite(probabilities).all()) or float(probabilities.sum()) <= 0:
+            return int(logits.nan_to_num(float("-inf")).argmax())  # no finite score at all: any token will do
         return int(torch.multinomial(probabilities, 1, generator=self.generator).item())
+
+    def fail(self, error: BaseException) -> None:
+        """End this request with `error`; the other rows of its batch carry on."""
+        if self.finished is None:
+            self.finished = "error"
+            self.job.emit(Failed(error))
 
     # decoding ------------------------------------------------------------------------------------
     def step(self, token: int) -> None:
@@ -218,7 +235,11 @@ class RowSampler(LogitsProcessor):
         scores = scores.clone()
         for index, row in enumerate(self.rows):
             if row.finished is None and row.job.params.temperature > 0:
-                token = row.sample(scores[index])
+                try:
+                    token = row.sample(scores[index])
+                except Exception as error:  # this request fails alone; the batch goes on
+                    row.fail(error)
+                    continue
                 scores[index].fill_(float("-inf"))
                 scores[index, token] = 0.0
         return scores
@@ -245,7 +266,10 @@ class BatchDecoder(StoppingCriteria):
         tokens = input_ids[:, -1].tolist()
         for row, token in zip(self.rows, tokens, strict=True):
             if row.finished is None:
-                row.step(token)
+                try:
+                    row.step(token)
+                except Exception as error:  # e.g. a tokenizer that can't decode: only this request ends
+                    row.fail(error)
         if self.between_steps is not None:
             self.between_steps()
         finished = [row.finished is not None for row in self.rows]

@@ -2,8 +2,9 @@
 
 Texts are stored only with `log_texts`, and then with personal data redacted by
 `tailorlm.pii.redact` (e-mails, phone numbers, IBANs, cards... become `[EMAIL]` etc.).
-Rows older than `retention_days` are purged when the server starts and once a day while it runs;
-`purge_request_log` does the same on demand.
+Rows older than `retention_days` (>= 0; None keeps them) are purged when the server starts and once a
+day while it runs, with a warning that says how many rows and up to when before they go;
+`purge_request_log` does the same on demand. Credentials are redacted from every stored text.
 
 Rows are written by a background thread on its own SQLite connection, so logging never blocks the
 server's event loop; if the writer falls behind by `max_pending` rows, newer rows are dropped and
@@ -17,12 +18,15 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tailorlm.errors import UserError
+from tailorlm.serve.logs import redact_credentials
 from tailorlm.workspace import Workspace
 
 logger = logging.getLogger(__name__)
@@ -66,12 +70,31 @@ def _cutoff(days: float) -> str:
     return (datetime.now(UTC) - timedelta(days=days)).isoformat(timespec="milliseconds")
 
 
+def check_retention(days: float | None) -> None:
+    """Refuse a retention that would delete what it should keep (a negative one deletes every row)."""
+    if days is not None and not days >= 0:  # also refuses NaN
+        raise RetentionError(f"log_retention_days must be >= 0 or None to keep every row (got {days})")
+
+
+class RetentionError(UserError, ValueError):
+    """A request-log retention that is negative or not a number."""
+
+
+def purge(execute: Callable[[str, tuple[Any, ...]], sqlite3.Cursor], days: float) -> int:
+    """Delete request-log rows older than `days` (through a connection's `execute`), saying first how
+    many and up to when; returns how many."""
+    check_retention(days)
+    cutoff = _cutoff(days)
+    (count,) = execute("SELECT COUNT(*) FROM request_log WHERE time < ?", (cutoff,)).fetchone()
+    if count:
+        logger.warning("request log: deleting %d rows older than %g days (before %s)", count, days, cutoff)
+        execute("DELETE FROM request_log WHERE time < ?", (cutoff,))
+    return count
+
+
 def purge_request_log(workspace: Workspace, older_than_days: float) -> int:
     """Delete request-log rows older than `older_than_days`; returns how many."""
-    if older_than_days < 0:
-        raise ValueError(f"older_than_days must be >= 0 (got {older_than_days})")
-    cursor = workspace.registry.execute("DELETE FROM request_log WHERE time < ?", (_cutoff(older_than_days),))
-    return cursor.rowcount
+    return purge(workspace.registry.execute, older_than_days)
 
 
 def read_request_log(workspace: Workspace, *, limit: int = 100) -> list[dict[str, Any]]:
@@ -97,6 +120,7 @@ class RequestLog:
         retention_days: float | None = 30,
         max_pending: int = 10_000,
     ) -> None:
+        check_retention(retention_days)
         self.path = workspace.registry.path
         self.log_texts = log_texts
         self.retention_days = retention_days
@@ -134,8 +158,11 @@ class RequestLog:
         try:
             while True:
                 if self.retention_days is not None and time.monotonic() - last_purge > PURGE_EVERY_SECONDS:
-                    connection.execute("DELETE FROM request_log WHERE time < ?", (_cutoff(self.retention_days),))
                     last_purge = time.monotonic()
+                    try:
+                        purge(connection.execute, self.retention_days)
+                    except sqlite3.Error:  # the log must never take the server down
+                        logger.exception("could not purge the request log")
                 entry = self._pending.get()
                 if entry is None:
                     self._pending.task_done()
@@ -172,6 +199,9 @@ class RequestLog:
         if self._redact is not None:
             entry.prompt_text = self._redact(entry.prompt_text)
             entry.completion_text = self._redact(entry.completion_text)
+        for name in ("endpoint", "error", "prompt_text", "completion_text"):  # a pasted key is never stored
+            if isinstance(value := getattr(entry, name), str):
+                setattr(entry, name, redact_credentials(value))
         data = asdict(entry)
         return tuple(data[column] for column in COLUMNS)
 

@@ -2,15 +2,21 @@
 
 Fields the server does not implement are ignored, as OpenAI-compatible servers commonly do, except
 those whose silent absence would change the answer (`n` > 1, `logprobs`, tools): they get a 400.
+
+The schema states every limit the server enforces (one answer, at most 8 stop strings, one prompt,
+an adapter name other than `base`...), and types are strict: `0` is not a boolean, `"10"` is not an
+integer (422), so what a client sends is what the server reads.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 MAX_STOP_SEQUENCES = 8
+STRICT = ConfigDict(extra="ignore", strict=True)
+NonEmpty = Annotated[str, Field(min_length=1)]
 
 
 class ErrorDetail(BaseModel):
@@ -25,12 +31,14 @@ class ErrorResponse(BaseModel):
 
 
 class TextPart(BaseModel):
+    model_config = STRICT
+
     type: Literal["text"]
     text: str
 
 
 class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = STRICT
 
     role: Literal["system", "developer", "user", "assistant"] = Field(description="Who speaks.")
     content: str | list[TextPart] = Field(description="The text, or a list of text parts (joined).")
@@ -43,40 +51,41 @@ class ChatMessage(BaseModel):
 
 
 class StreamOptions(BaseModel):
+    model_config = STRICT
+
     include_usage: bool = Field(False, description="Send a last chunk with the token counts.")
 
 
 class SamplingFields(BaseModel):
     """Fields shared by chat and text completions."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = STRICT
 
     model: str = Field(description="A served model: `base` or a registered model's served name.", examples=["base"])
     max_tokens: int | None = Field(
-        None, ge=1, description="Most tokens to generate; capped by the server and by the model's context."
+        None,
+        ge=1,
+        description="Most tokens to generate (at least 1); a larger value is lowered to the server's cap "
+        "(`max_tokens_cap`) and to the room left in the model's context.",
     )
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="0 is greedy; higher is more random.")
     top_p: float = Field(1.0, gt=0.0, le=1.0, description="Sample only from the smallest top set with this mass.")
-    stop: str | list[str] | None = Field(
-        None, description=f"Up to {MAX_STOP_SEQUENCES} strings that end the answer (not included in it)."
+    stop: NonEmpty | Annotated[list[NonEmpty], Field(max_length=MAX_STOP_SEQUENCES)] | None = Field(
+        None, description=f"Up to {MAX_STOP_SEQUENCES} non-empty strings that end the answer (not included in it)."
     )
     seed: int | None = Field(None, description="Makes sampling reproducible (same request, same seed, same text).")
-    n: int = Field(1, ge=1, description="Number of answers; only 1 is supported.")
+    n: int = Field(1, ge=1, description="Number of answers; only 1 is supported.", json_schema_extra={"maximum": 1})
     stream: bool = Field(False, description="Send the answer as server-sent events while it is generated.")
     stream_options: StreamOptions | None = Field(None, description="Streaming options.")
-    logprobs: bool | int | None = Field(None, description="Not supported; must be absent, null or false.")
+    logprobs: bool | int | None = Field(
+        None,
+        description="Not supported; must be absent, null, false or 0.",
+        json_schema_extra={
+            "anyOf": [{"type": "boolean", "enum": [False]}, {"type": "integer", "enum": [0]}, {"type": "null"}]
+        },
+    )
     user: str | None = Field(None, description="Ignored; accepted for compatibility.")
     ignore_eos: bool = Field(False, description="Extension (as in vLLM): keep generating past end-of-text.")
-
-    @field_validator("stop")
-    @classmethod
-    def _stop(cls, value: str | list[str] | None) -> str | list[str] | None:
-        stops = [value] if isinstance(value, str) else value or []
-        if len(stops) > MAX_STOP_SEQUENCES:
-            raise ValueError(f"at most {MAX_STOP_SEQUENCES} stop sequences (got {len(stops)})")
-        if any(not s for s in stops):
-            raise ValueError("stop sequences must not be empty")
-        return value
 
     def stop_list(self) -> tuple[str, ...]:
         return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop or ())
@@ -88,24 +97,32 @@ class SamplingFields(BaseModel):
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
     max_completion_tokens: int | None = Field(None, ge=1, description="Newer name for max_tokens (wins if both).")
-    tools: list[Any] | None = Field(None, description="Not supported; must be absent or empty.")
+    tools: list[Any] | None = Field(
+        None, description="Not supported; must be absent or empty.", json_schema_extra={"maxItems": 0}
+    )
 
     def requested_max_tokens(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
 
 class CompletionRequest(SamplingFields):
-    prompt: str | list[str] = Field(description="The text to continue (a list must hold exactly one string).")
-    echo: bool = Field(False, description="Not supported; must be false.")
-    suffix: str | None = Field(None, description="Not supported; must be absent.")
+    prompt: str | Annotated[list[str], Field(json_schema_extra={"minItems": 1, "maxItems": 1})] = Field(
+        description="The text to continue (a list must hold exactly one string)."
+    )
+    echo: bool = Field(False, description="Not supported; must be false.", json_schema_extra={"enum": [False]})
+    suffix: str | None = Field(
+        None, description="Not supported; must be absent, null or empty.", json_schema_extra={"maxLength": 0}
+    )
 
 
 class AdapterRequest(BaseModel):
+    model_config = ConfigDict(strict=True, regex_engine="python-re")  # the name's pattern needs a lookahead
+
     name: str = Field(
         min_length=1,
         max_length=128,
-        pattern=r"^[A-Za-z0-9][A-Za-z0-9._@:-]*$",
-        description="The name clients will put in `model`.",
+        pattern=r"^(?!base$)[A-Za-z0-9][A-Za-z0-9._@:-]*$",
+        description="The name clients will put in `model`: letters, digits and `._@:-`, not `base` (the base model).",
         examples=["acme"],
     )
     model: str = Field(

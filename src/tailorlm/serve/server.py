@@ -7,6 +7,7 @@ import functools
 import ipaddress
 import json
 import logging
+import logging.config
 import socket
 import subprocess
 import time
@@ -100,8 +101,10 @@ def serve(
     from tailorlm.serve.auth import KeyStore
     from tailorlm.serve.engine import Engine
     from tailorlm.serve.limits import Limits
-    from tailorlm.serve.request_log import RequestLog
+    from tailorlm.serve.logs import log_config
+    from tailorlm.serve.request_log import RequestLog, check_retention
 
+    check_retention(log_retention_days)
     if no_auth and not is_loopback(host):
         raise ServeError(
             f"--no-auth is refused on {host}: without API keys the server must listen on loopback only "
@@ -129,6 +132,8 @@ def serve(
     if auth is not None and not len(auth):
         logger.warning("no API keys yet: every request will get 401 until one is created (`tailorlm keys create`)")
     engine = Engine(Path(base), device=device, max_batch_size=max_batch_size, max_queue=max_queue, threads=threads)
+    logging_setup = log_config()
+    logging.config.dictConfig(logging_setup)  # from here on every console line is redacted (see serve/logs.py)
     request_log = RequestLog(workspace, log_texts=log_texts, retention_days=log_retention_days)
     try:
         for name, ref in refs:
@@ -149,7 +154,7 @@ def serve(
             port=port,
             no_auth=no_auth,
         )
-        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=5)
+        uvicorn.run(app, host=host, port=port, log_level="info", log_config=logging_setup, timeout_graceful_shutdown=5)
     finally:
         engine.close()
         request_log.close()
