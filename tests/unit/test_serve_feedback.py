@@ -36,7 +36,7 @@ def server(tmp_path_factory, tiny_model_dir):
         log = RequestLog(workspace)
         app = create_app(
             engine,
-            auth=KeyStore(workspace, refresh_seconds=0),
+            auth=KeyStore(workspace),
             request_log=log,
             limits=Limits(max_body_bytes=20_000, max_tokens_cap=16, rate_limit_per_minute=10_000),
             feedback=lambda item: record(workspace, item),
