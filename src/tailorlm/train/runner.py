@@ -18,6 +18,7 @@ from tailorlm.checks import describe, problems
 from tailorlm.config import Project, TrainSettings
 from tailorlm.dataset_splits import load_split
 from tailorlm.errors import UserError
+from tailorlm.jobs import record_output
 from tailorlm.modeling import check_model_dir, load_tokenizer
 from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, RunMeta
@@ -181,6 +182,7 @@ def _run(
         ),
         parents=[dataset.id],
     )
+    record_output(workspace, run_id)  # inside a queued job: the run it resumes if its worker dies
     workspace.audit.append(
         "train.start",
         inputs=[dataset.id, str(base_model)],
