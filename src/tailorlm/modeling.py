@@ -4,6 +4,7 @@ resolve a registered model or a run (`ModelRef`), and load trained runs back for
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,12 +88,17 @@ def load_base_model(path: Path, *, method: str, precision: str, device: str) -> 
             bnb_4bit_use_double_quant=True,
             bnb_4bit_compute_dtype=torch_dtype(precision),
         )
-        if device != "cpu":
-            kwargs["device_map"] = {"": 0}
+        if device != "cpu":  # each rank of a distributed launch on its own GPU, not all of them on GPU 0
+            kwargs["device_map"] = {"": local_rank()}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if method == "qlora":
         disable_cpu_bf16_repack(model)
     return model
+
+
+def local_rank() -> int:
+    """This process's GPU index on its node: torchrun/accelerate/Slurm set LOCAL_RANK (0 when launched alone)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
 
 
 def disable_cpu_bf16_repack(model: Any) -> int:

@@ -215,6 +215,10 @@ class Workspace:
     def export_dir(self, name: str) -> Path:
         return self.root / "exports" / name
 
+    def job_log(self, job_id: str) -> Path:
+        """What a queued job printed (see tailorlm.jobs)."""
+        return self.root / "jobs" / f"{job_id}.log"
+
     @property
     def cache_dir(self) -> Path:
         """Caches that can be deleted at any time (generations, judge verdicts)."""

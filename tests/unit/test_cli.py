@@ -19,7 +19,7 @@ from tailorlm.export import TARGETS, shared_options
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-SHELL_STOPS = {"#", "|", "||", "&&", ";", ">", ">>", "2>&1", "&"}
+SHELL_STOPS = {"#", "|", "||", "&&", ";", ">", ">>", "2>&1", "&", "--"}  # `--`: the rest is for another verb
 
 
 def tree():

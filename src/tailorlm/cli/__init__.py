@@ -241,6 +241,19 @@ def train(
     ] = None,
     max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps.")] = None,
     force: Annotated[bool, typer.Option(help="Train even if an identical run exists.")] = False,
+    gpus: Annotated[
+        int | None, typer.Option(help="Train on N GPUs of this machine (torchrun, one process each).")
+    ] = None,
+    processes: Annotated[int | None, typer.Option(help="Train on N CPU processes (torchrun, gloo).")] = None,
+    nodes: Annotated[int, typer.Option(help="Nodes (with --gpus: MASTER_ADDR names the first; with --slurm).")] = 1,
+    slurm: Annotated[
+        bool, typer.Option(help="Write an sbatch script into the run folder instead of training.")
+    ] = False,
+    submit: Annotated[bool, typer.Option(help="With --slurm: submit it with sbatch.")] = False,
+    partition: Annotated[str | None, typer.Option(help="With --slurm: the partition.")] = None,
+    gpus_per_node: Annotated[int, typer.Option(help="With --slurm: GPUs (ranks) per node.")] = 1,
+    time: Annotated[str | None, typer.Option(help="With --slurm: time limit (HH:MM:SS, D-HH...).")] = None,
+    account: Annotated[str | None, typer.Option(help="With --slurm: the account to charge.")] = None,
 ) -> None:
     """Fine-tune the base model on a dataset; writes runs/<run-id>/.
 
@@ -248,8 +261,16 @@ def train(
     Example:
       tailorlm train --workspace ws --method lora --max-steps 200
     """
+    from tailorlm.train import distributed
     from tailorlm.train import train as run_train
 
+    if slurm or gpus is not None or processes is not None:
+        from tailorlm.cli.launching import launch_train
+
+        launch_train(workspace, gpus, processes, nodes, slurm, submit, partition, gpus_per_node, time, account)
+        return
+    if submit or partition or time or account:
+        raise UserError("--submit, --partition, --time and --account go with --slurm")
     ws = _workspace(workspace)
     proj = None if resume else _override_train(_project(ws, project), method=_value(method), max_steps=max_steps)
     if data is not None:
@@ -273,6 +294,8 @@ def train(
         hint = f" Resume with: tailorlm train --resume {interrupted[0].id}" if interrupted else ""
         err.print(f"[yellow]interrupted.{hint}[/]")
         raise typer.Exit(130) from None
+    if not distributed.is_main():
+        return  # rank 0 reports for the launch
     if result.skipped:
         console.print(f"Run {result.run.id} already trained these inputs with these settings (use --force).")
     _print_run(result)
@@ -494,7 +517,7 @@ _add_export_commands()
 
 
 # The other verbs register themselves on import; they use the apps above, so this comes last.
-from tailorlm.cli import base_models, feedback, governance, listings, serving  # noqa: E402, F401
+from tailorlm.cli import base_models, feedback, governance, jobs, listings, planning, serving  # noqa: E402, F401
 
 
 def main() -> None:

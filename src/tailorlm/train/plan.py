@@ -4,7 +4,7 @@ intervals — decided once, printed, and recorded in the run so nothing is silen
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,3 +94,150 @@ def describe_plan(plan: Plan, method: str, n_train: int, resume_from: Path | Non
     if resume_from is not None:
         line += f"; resuming from {resume_from.name}"
     return "; ".join([line, *plan.notes])
+
+
+# --- hardware: which method and batch fit the GPUs (tailorlm plan) ---------------------------------------
+
+HEADROOM = 0.9  # plan to 90 % of a device's memory: fragmentation and spikes take the rest
+ASSUMED_TFLOPS = 100.0  # achieved bf16 TFLOP/s per GPU when nothing was measured (an A100 at ~30 % MFU)
+
+
+@dataclass
+class HardwarePlan:
+    """What `tailorlm plan` decides: the cheapest setup that fits, or why none does and what would."""
+
+    fits: bool
+    asked: str
+    gpus: int
+    gpu_memory_gib: float
+    chosen: Any = None  # memory.Estimate of the recommended setup
+    gradient_accumulation: int = 1
+    strategy: str = "single"
+    seconds_per_epoch: float | None = None
+    throughput: str = ""
+    would_fit: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        where = f"{self.gpus}×{self.gpu_memory_gib:g} GB"
+        if not self.fits:
+            return f"{self.asked} cannot fit on {where}; would fit: " + ("; ".join(self.would_fit) or "nothing listed")
+        setup = self.chosen.setup
+        line = f"{self.asked} on {where} → {setup.describe()}, grad-accum {self.gradient_accumulation}"
+        return line + f" ({self.chosen.total_gib:.1f} GB per GPU)"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "fits": self.fits,
+            "summary": self.summary(),
+            "gpus": self.gpus,
+            "gpu_memory_gb": self.gpu_memory_gib,
+            "strategy": self.strategy,
+            "gradient_accumulation": self.gradient_accumulation,
+            "estimate": self.chosen.to_json() if self.chosen else None,
+            "seconds_per_epoch": self.seconds_per_epoch,
+            "throughput": self.throughput,
+            "would_fit": self.would_fit,
+            "notes": self.notes,
+        }
+
+
+def plan_hardware(
+    shape: Any,
+    *,
+    gpus: int,
+    gpu_memory_gib: float,
+    method: str | None = None,
+    rank: int = 16,
+    seq_len: int = 1024,
+    micro_batch: int | None = None,
+    global_batch: int = 16,
+    device: str = "cuda",
+    tokens: int | None = None,
+    tokens_per_s: float | None = None,
+    tflops: float | None = None,
+) -> HardwarePlan:
+    """The cheapest setup that fits `gpus` devices of `gpu_memory_gib`: LoRA before QLoRA (unless `method`
+    is given), the largest micro-batch, checkpointing only when needed, DDP before FSDP."""
+    from tailorlm.train.memory import Setup, estimate, fits
+
+    precision = "fp32" if device == "cpu" else "bf16"
+    methods = [method] if method else ["lora", "qlora"]
+    batches = [micro_batch] if micro_batch else [8, 4, 2, 1]
+    strategies = [False, True] if gpus > 1 else [False]
+    asked = f"{method or 'fine-tuning'} of a {shape.params / 1e9:.2f}B {shape.model_type} model at {seq_len} tokens"
+    result = HardwarePlan(fits=False, asked=asked, gpus=gpus, gpu_memory_gib=gpu_memory_gib)
+
+    def setup_for(name: str, batch: int, checkpointing: bool, sharded: bool) -> Setup:
+        return Setup(
+            method=name,
+            device=device,  # type: ignore[arg-type]
+            precision=precision,  # type: ignore[arg-type]
+            rank=rank,
+            seq_len=seq_len,
+            micro_batch=batch,
+            gradient_checkpointing=checkpointing,
+            gpus=gpus,
+            sharded=sharded,
+        )
+
+    for name in methods:
+        for sharded in strategies:
+            for batch in batches:
+                for checkpointing in (False, True):
+                    candidate = estimate(shape, setup_for(name, batch, checkpointing, sharded))
+                    if fits(candidate, gpu_memory_gib, HEADROOM):
+                        result.fits, result.chosen = True, candidate
+                        result.strategy = "single" if gpus == 1 else ("fsdp" if sharded else "ddp")
+                        result.gradient_accumulation = max(1, math.ceil(global_batch / (batch * gpus)))
+                        _add_time(result, shape, tokens, tokens_per_s, tflops, device)
+                        return result
+    # nothing fits: say what would
+    smallest = estimate(shape, setup_for(methods[0], 1, True, gpus > 1))
+    result.chosen = None
+    result.notes.append(
+        f"{methods[0]} at micro-batch 1 with checkpointing needs {smallest.total_gib:.1f} GB per GPU"
+        f" ({gpus}×{gpu_memory_gib:g} GB gives {gpu_memory_gib * HEADROOM:.1f} GB to plan with)"
+    )
+    for other in ("lora", "qlora"):
+        if other in methods:
+            continue
+        alternative = estimate(shape, setup_for(other, 1, True, False))
+        if fits(alternative, gpu_memory_gib, HEADROOM):
+            result.would_fit.append(
+                f"{other} r={rank}, micro-batch 1, checkpointing on ({alternative.total_gib:.1f} GB)"
+            )
+    needed = smallest.total_gib / HEADROOM
+    result.would_fit.append(f"{methods[0]} on GPUs of ≥ {math.ceil(needed)} GB")
+    if device == "cuda":
+        for count in (2, 4, 8, 16, 32, 64):
+            spread = estimate(shape, replace(smallest.setup, gpus=count, sharded=True))
+            if fits(spread, gpu_memory_gib, HEADROOM):
+                result.would_fit.append(f"{methods[0]} sharded (FSDP) over {count}×{gpu_memory_gib:g} GB")
+                break
+    return result
+
+
+def _add_time(
+    result: HardwarePlan, shape: Any, tokens: int | None, tokens_per_s: float | None, tflops: float | None, device: str
+) -> None:
+    setup = result.chosen.setup
+    if tokens_per_s:
+        result.throughput = f"{tokens_per_s:,.0f} tokens/s (given)"
+    elif device == "cuda":
+        # forward 2N, backward 2N for activations (+2N weight gradients when every weight trains),
+        # +2N with checkpointing (the forward again)
+        per_token = shape.params * (6 if setup.method == "full" else 4) + (
+            2 * shape.params if setup.gradient_checkpointing else 0
+        )
+        achieved = (tflops or ASSUMED_TFLOPS) * 1e12 * result.gpus
+        tokens_per_s = achieved / per_token
+        source = "given" if tflops else "assumed; pass --tflops or --tokens-per-s"
+        result.throughput = (
+            f"~{tokens_per_s:,.0f} tokens/s from {tflops or ASSUMED_TFLOPS:g} TFLOP/s per GPU ({source})"
+        )
+    else:
+        result.throughput = "unknown on CPU: pass --tokens-per-s (measured: `tailorlm runs` metrics show tokens/s)"
+        return
+    if tokens:
+        result.seconds_per_epoch = tokens / tokens_per_s

@@ -8,6 +8,7 @@ learning-rate schedule and the data position exactly.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from tailorlm.bases import resolve_base
 from tailorlm.checks import describe, problems
 from tailorlm.config import Project, TrainSettings
 from tailorlm.errors import UserError
+from tailorlm.jobs import record_output
 from tailorlm.modeling import check_model_dir, load_tokenizer
 from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, RunMeta
+from tailorlm.train import distributed
 from tailorlm.train.data import EmptyDatasetError
 from tailorlm.train.plan import Plan, describe_plan, make_plan
 from tailorlm.train.recipes import recipe_for
@@ -72,6 +75,7 @@ def train(
         progress: told the plan (device, precision, steps, epochs) before the first step, then the
             steps with loss, tokens/s and ETA.
     """
+    distributed.check_world()
     if resume:
         return _resume(workspace, resume, callbacks=callbacks, progress=progress)
     if wrong := problems(project, before="train", workspace=workspace):
@@ -87,14 +91,25 @@ def train(
             "system_prompt": project.system_prompt,
         }
     )
-    if not force and (done := workspace.find_complete("run", key)):
+    done = distributed.from_main(None if force else workspace.find_complete("run", key))
+    if done is not None:
         run_dir = workspace.path_of(done)
         done_meta = done.meta_as(RunMeta)
         return TrainResult(done, run_dir, Plan(**done_meta.plan), done_meta.metrics, done_meta.data, True)
 
-    run_id = new_id("run")
+    run_id = distributed.new_run_id(lambda: new_id("run"))  # one run per launch: every rank checkpoints into it
     run_dir = workspace.run_dir(run_id)
-    run_dir.mkdir(parents=True)
+    if distributed.is_main():
+        run_dir.mkdir(parents=True, exist_ok=bool(os.environ.get(distributed.RUN_ID_ENV)))
+        _write_config(run_dir, base_model, dataset_artifact, settings, project)
+    return _run(
+        workspace, run_id, run_dir, base_model, dataset_artifact, settings, project.task, key, callbacks, progress
+    )
+
+
+def _write_config(
+    run_dir: Path, base_model: Path, dataset_artifact: Artifact, settings: TrainSettings, project: Project
+):
     atomic_write_text(
         run_dir / "config.yaml",
         yaml.safe_dump(
@@ -107,9 +122,6 @@ def train(
             },
             sort_keys=False,
         ),
-    )
-    return _run(
-        workspace, run_id, run_dir, base_model, dataset_artifact, settings, project.task, key, callbacks, progress
     )
 
 
@@ -177,26 +189,27 @@ def _run(
         plan=plan.to_json(),
         data=data,
     )
-    run = workspace.registry.add(
-        Artifact(
-            id=run_id,
-            kind="run",
-            name=dataset.name,
-            hash=dataset.hash,
-            key=key,
-            path=workspace.relative(run_dir),
-            status="running",
-            meta=meta,
-        ),
-        parents=[dataset.id],
+    run = Artifact(
+        id=run_id,
+        kind="run",
+        name=dataset.name,
+        hash=dataset.hash,
+        key=key,
+        path=workspace.relative(run_dir),
+        status="running",
+        meta=meta,
     )
-    workspace.audit.append(
-        "train.start",
-        inputs=[dataset.id, str(base_model)],
-        outputs=[run_id],
-        method=settings.method,
-        resumed_from=str(resume_from) if resume_from else None,
-    )
+    main = distributed.is_main()  # under torchrun only rank 0 writes the registry, the audit log and files
+    if main:
+        workspace.registry.add(run, parents=[dataset.id])
+        record_output(workspace, run_id)  # inside a queued job: the run it resumes if its worker dies
+        workspace.audit.append(
+            "train.start",
+            inputs=[dataset.id, str(base_model)],
+            outputs=[run_id],
+            method=settings.method,
+            resumed_from=str(resume_from) if resume_from else None,
+        )
     try:
         metrics = recipe.fine_tune(
             run_dir=run_dir,
@@ -211,16 +224,20 @@ def _run(
             progress=progress,
         )
     except KeyboardInterrupt:
-        workspace.registry.update(run_id, status="interrupted")
-        workspace.audit.append("train.interrupted", outputs=[run_id])
+        if main:
+            workspace.registry.update(run_id, status="interrupted")
+            workspace.audit.append("train.interrupted", outputs=[run_id])
         raise
     except BaseException as error:
-        workspace.registry.update(run_id, status="failed", meta=meta.replace(error=str(error)))
-        workspace.audit.append("train.failed", outputs=[run_id], error=str(error))
+        if main:
+            workspace.registry.update(run_id, status="failed", meta=meta.replace(error=str(error)))
+            workspace.audit.append("train.failed", outputs=[run_id], error=str(error))
         raise
     artifact_dir = run_dir / ("model" if settings.method == "full" else "adapter")
     metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
     meta = meta.replace(metrics=metrics, artifact=artifact_dir.name)
+    if not main:
+        return TrainResult(run, run_dir, plan, metrics, data)
     atomic_write_json(run_dir / "run.json", {"id": run_id, "status": "complete", **meta.model_dump(exclude={"error"})})
     run = workspace.registry.update(
         run_id,

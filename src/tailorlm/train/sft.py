@@ -95,6 +95,7 @@ def fine_tune(
         use_cpu=plan.device == "cpu",
         remove_unused_columns=False,
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,  # every parameter that trains is used in each step
         disable_tqdm=True,
     )
     trainer = Trainer(
@@ -121,9 +122,10 @@ def fine_tune(
         metrics.update(trainer.evaluate())
 
     # --- save ----------------------------------------------------------------------------------
-    target = run_dir / ("model" if settings.method == "full" else "adapter")
-    trainer.model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
+    if trainer.is_world_process_zero():  # one set of artifacts per launch
+        target = run_dir / ("model" if settings.method == "full" else "adapter")
+        trainer.model.save_pretrained(target)
+        tokenizer.save_pretrained(target)
     return metrics
 
 

@@ -1,0 +1,104 @@
+"""Distributed training on CPU with real processes: `torchrun --nproc_per_node 2` (gloo, DDP) makes one run,
+one set of artifacts and one audit event per step, with the loss curve of one process at the same global
+batch; a checkpoint written by 2 processes resumes on 1; a launch that reached fewer processes than it
+asked for is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers.data import make_chat_examples, register_dataset
+from tailorlm.train import distributed
+from tailorlm.workspace import Workspace
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+def _workspace(root: Path, model: Path, batch_size: int, **train) -> Path:
+    ws = Workspace(root)
+    register_dataset(ws, make_chat_examples(40))
+    settings = {
+        "method": "lora",
+        "batch_size": batch_size,
+        "learning_rate": 1e-2,
+        "logging_steps": 1,
+        "warmup_ratio": 0.0,
+        "group_by_length": False,  # its mega-batches depend on the per-device batch
+        "max_steps": 6,
+        "lora": {"r": 8, "alpha": 16, "dropout": 0.0},
+        **train,
+    }
+    ws.project_file.write_text(yaml.safe_dump({"project": "tiny", "base_model": str(model), "train": settings}))
+    ws.close()
+    return root
+
+
+def _train(root: Path, processes: int, *args: str) -> subprocess.CompletedProcess[str]:
+    launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes else []
+    command = [sys.executable, *launcher, "-m", "tailorlm.cli", "train", "--workspace", str(root), *args]
+    env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+def _losses(run_dir: Path) -> dict[int, float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return {row["step"]: row["loss"] for row in rows if "loss" in row}
+
+
+@pytest.mark.integration  # two torchrun launches: about a minute
+def test_two_processes_make_one_run_with_the_loss_curve_of_one_process(tmp_path, tiny_model_dir):
+    one = _workspace(tmp_path / "one", tiny_model_dir, batch_size=8)
+    two = _workspace(tmp_path / "two", tiny_model_dir, batch_size=4, save_steps=3)
+    assert _train(one, 1).returncode == 0
+    result = _train(two, 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Run run-") == 1  # rank 1 prints nothing of its own
+
+    ws = Workspace(two)
+    runs = ws.registry.find("run")
+    assert len(runs) == 1 and runs[0].status == "complete"
+    assert [path.name for path in (two / "runs").iterdir()] == [runs[0].id]  # one set of artifacts
+    assert (ws.path_of(runs[0]) / "adapter" / "adapter_model.safetensors").is_file()
+    actions = [event["action"] for event in ws.audit.events()]
+    assert actions == ["train.start", "train.complete"]
+    assert ws.audit.verify()[0]
+
+    single = Workspace(one).registry.find("run")[0]
+    expected, got = _losses(Workspace(one).path_of(single)), _losses(ws.path_of(runs[0]))
+    assert sorted(got) == list(range(1, 7))
+    assert got == pytest.approx(expected, rel=1e-4)  # the same global batch learns the same
+
+    # a checkpoint written by 2 processes resumes on 1: the run as a crash after step 3 would leave it
+    run_dir = ws.path_of(runs[0])
+    shutil.rmtree(run_dir / "checkpoints" / "checkpoint-6")
+    shutil.rmtree(run_dir / "adapter")
+    (run_dir / "metrics.jsonl").write_text(
+        "".join(
+            line + "\n"
+            for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if json.loads(line)["step"] <= 3
+        )
+    )
+    ws.registry.update(runs[0].id, status="interrupted")
+    resumed = _train(two, 0, "--resume", runs[0].id)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert ws.registry.get(runs[0].id).status == "complete"
+    assert sorted(_losses(run_dir)) == list(range(1, 7))
+    assert (run_dir / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_a_launch_that_reached_fewer_processes_is_refused(monkeypatch):
+    monkeypatch.setenv(distributed.EXPECTED_WORLD_ENV, "2")
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    with pytest.raises(distributed.DistributedError, match="asked for 2 training processes but 1 started"):
+        distributed.check_world()
+    monkeypatch.setenv(distributed.EXPECTED_WORLD_ENV, "1")
+    distributed.check_world()
