@@ -76,10 +76,13 @@ def test_types_are_strict(server, field, value):
     assert response.json()["error"]["param"] == field
 
 
-def test_integers_still_count_as_numbers(server):
+def test_numbers_are_read_as_json_schema_reads_them(server):
+    """An integer is a number (temperature 1), and 2.0 is an integer (JSON Schema), but 2.5 is not."""
     _, http = server
-    response = http.post("/v1/chat/completions", json={**CHAT, "temperature": 1, "top_p": 1})
+    response = http.post("/v1/chat/completions", json={**CHAT, "temperature": 1, "top_p": 1, "max_tokens": 2.0})
     assert response.status_code == 200, response.text
+    assert response.json()["usage"]["completion_tokens"] <= 2
+    assert http.post("/v1/chat/completions", json={**CHAT, "max_tokens": 2.5}).status_code == 422
 
 
 def test_options_and_405_name_every_method_of_a_path(server):

@@ -12,11 +12,31 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
+import annotated_types
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    Strict,
+    model_serializer,
+)
 
 MAX_STOP_SEQUENCES = 8
 STRICT = ConfigDict(extra="ignore", strict=True)
 NonEmpty = Annotated[str, Field(min_length=1)]
+
+
+def _not_text_or_boolean(value: Any) -> Any:
+    if isinstance(value, str | bool):
+        raise ValueError(f"Input should be an integer, not a {'boolean' if isinstance(value, bool) else 'string'}")
+    return value
+
+
+# An integer as JSON Schema has it: `10` or `10.0`, never `"10"` or `true` (strict mode alone would refuse 10.0).
+Integer = Annotated[int, Strict(False), BeforeValidator(_not_text_or_boolean)]
+PositiveInteger = Annotated[int, Strict(False), annotated_types.Ge(1), BeforeValidator(_not_text_or_boolean)]
 
 
 class ErrorDetail(BaseModel):
@@ -62,9 +82,8 @@ class SamplingFields(BaseModel):
     model_config = STRICT
 
     model: str = Field(description="A served model: `base` or a registered model's served name.", examples=["base"])
-    max_tokens: int | None = Field(
+    max_tokens: PositiveInteger | None = Field(
         None,
-        ge=1,
         description="Most tokens to generate (at least 1); a larger value is lowered to the server's cap "
         "(`max_tokens_cap`) and to the room left in the model's context.",
     )
@@ -73,11 +92,11 @@ class SamplingFields(BaseModel):
     stop: NonEmpty | Annotated[list[NonEmpty], Field(max_length=MAX_STOP_SEQUENCES)] | None = Field(
         None, description=f"Up to {MAX_STOP_SEQUENCES} non-empty strings that end the answer (not included in it)."
     )
-    seed: int | None = Field(None, description="Makes sampling reproducible (same request, same seed, same text).")
-    n: int = Field(1, ge=1, description="Number of answers; only 1 is supported.", json_schema_extra={"maximum": 1})
+    seed: Integer | None = Field(None, description="Makes sampling reproducible (same request, same seed, same text).")
+    n: Integer = Field(1, ge=1, description="Number of answers; only 1 is supported.", json_schema_extra={"maximum": 1})
     stream: bool = Field(False, description="Send the answer as server-sent events while it is generated.")
     stream_options: StreamOptions | None = Field(None, description="Streaming options.")
-    logprobs: bool | int | None = Field(
+    logprobs: bool | Integer | None = Field(
         None,
         description="Not supported; must be absent, null, false or 0.",
         json_schema_extra={
@@ -96,7 +115,7 @@ class SamplingFields(BaseModel):
 
 class ChatCompletionRequest(SamplingFields):
     messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
-    max_completion_tokens: int | None = Field(None, ge=1, description="Newer name for max_tokens (wins if both).")
+    max_completion_tokens: PositiveInteger | None = Field(None, description="Newer name for max_tokens (wins if both).")
     tools: list[Any] | None = Field(
         None, description="Not supported; must be absent or empty.", json_schema_extra={"maxItems": 0}
     )
