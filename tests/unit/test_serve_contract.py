@@ -4,6 +4,7 @@ request (revoked by the real CLI in another process)."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -150,3 +151,25 @@ def test_a_revoked_key_is_refused_by_the_very_next_request(server):
     refused = http.get("/v1/models", headers=headers)
     assert refused.status_code == 401
     assert "revoked" in refused.json()["error"]["message"]
+
+
+BAD_REQUESTS = Path(__file__).resolve().parents[1] / "assets" / "bad_inputs" / "api-requests.jsonl"
+
+
+def test_every_hostile_request_of_the_corpus_gets_its_answer(server):
+    """tests/assets/bad_inputs/api-requests.jsonl, sent one by one: each gets the status and error code
+    it lists (the sampling edges get answers), and the server answers normally afterwards."""
+    _, http = server
+    cases = [json.loads(line) for line in BAD_REQUESTS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    assert len(cases) >= 15
+    key = http.headers["authorization"].removeprefix("Bearer ")
+    anonymous = httpx2.Client(base_url=str(http.base_url), timeout=60)
+    for case in cases:
+        path = case["path"].format(key=key)
+        client = anonymous if "{key}" in case["path"] else http
+        response = client.request(case["method"], path, json=case.get("body"))
+        assert response.status_code == case["status"], (case["case"], response.text)
+        if case["code"] is not None:
+            assert response.json()["error"]["code"] == case["code"], case["case"]
+    anonymous.close()
+    assert http.post("/v1/chat/completions", json=CHAT).status_code == 200
