@@ -6,6 +6,7 @@ The number of requests sent and of 5xx answers is printed (`-s`) and recorded in
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 
 import httpx2
@@ -17,11 +18,13 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from helpers.serve import ServerThread, single_torch_thread
+from tailorlm.feedback import record as record_feedback
 from tailorlm.modeling import resolve_model
 from tailorlm.serve.app import create_app
 from tailorlm.serve.auth import KeyStore, create_key
 from tailorlm.serve.engine import Engine
 from tailorlm.serve.limits import Limits
+from tailorlm.serve.request_log import RequestLog
 from tailorlm.workspace import Workspace
 
 pytestmark = pytest.mark.integration
@@ -53,16 +56,20 @@ def fuzz_server(tmp_path_factory, tiny_model_dir):
     _, admin = create_key(workspace, "admin", name="fuzz")
     with single_torch_thread():
         engine = Engine(tiny_model_dir, max_queue=64, threads=1)
-        app = create_app(
+        request_log = RequestLog(workspace)
+        app = create_app(  # configured as `serve()` configures it: request log and feedback on
             engine,
             auth=KeyStore(workspace),
-            request_log=None,
+            request_log=request_log,
             limits=Limits(max_body_bytes=64_000, max_tokens_cap=4, rate_limit_per_minute=0),
             resolve_model=lambda reference: resolve_model(workspace, reference),
+            audit=workspace.audit.append,
+            feedback=functools.partial(record_feedback, workspace),
         )
         with ServerThread(app) as server:
             yield server.url, admin, engine
         engine.close()
+        request_log.close()
     workspace.close()
 
 

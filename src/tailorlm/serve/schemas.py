@@ -28,15 +28,16 @@ STRICT = ConfigDict(extra="ignore", strict=True)
 NonEmpty = Annotated[str, Field(min_length=1)]
 
 
-def _not_text_or_boolean(value: Any) -> Any:
+def not_text_or_boolean(value: Any) -> Any:
+    """Refuse `"10"` and `true` where an integer is expected (the integer types below)."""
     if isinstance(value, str | bool):
         raise ValueError(f"Input should be an integer, not a {'boolean' if isinstance(value, bool) else 'string'}")
     return value
 
 
 # An integer as JSON Schema has it: `10` or `10.0`, never `"10"` or `true` (strict mode alone would refuse 10.0).
-Integer = Annotated[int, Strict(False), BeforeValidator(_not_text_or_boolean)]
-PositiveInteger = Annotated[int, Strict(False), annotated_types.Ge(1), BeforeValidator(_not_text_or_boolean)]
+Integer = Annotated[int, Strict(False), BeforeValidator(not_text_or_boolean)]
+PositiveInteger = Annotated[int, Strict(False), annotated_types.Ge(1), BeforeValidator(not_text_or_boolean)]
 
 
 class ErrorDetail(BaseModel):

@@ -19,13 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import annotated_types
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, Field, Strict, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from tailorlm.feedback import FeedbackRecord
 from tailorlm.serve.errors import APIError, error_responses
 from tailorlm.serve.routes.common import ChatCaller, ServerState, note
+from tailorlm.serve.schemas import STRICT, not_text_or_boolean
 
 router = APIRouter(tags=["feedback"])
 
@@ -99,10 +101,13 @@ def logged_completion(database: Path, completion_id: str) -> dict[str, Any] | No
         connection.close()
 
 
-Rating = Literal["up", "down"] | Annotated[int, Field(ge=1, le=5)]
+Score = Annotated[int, Strict(False), annotated_types.Interval(ge=1, le=5), BeforeValidator(not_text_or_boolean)]
+Rating = Literal["up", "down"] | Score
 
 
 class FeedbackRequest(BaseModel):
+    model_config = STRICT  # as every request body: "3" or true is not a rating
+
     completion_id: str = Field(description="The `id` of the chat completion or completion being reviewed.")
     rating: Rating | None = Field(None, description="up or down, or 1 (bad) to 5 (good); optional with `corrected`.")
     corrected: str | None = Field(None, description="The answer the reviewer wanted instead.")
