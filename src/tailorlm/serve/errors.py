@@ -8,6 +8,7 @@ Each has a status code the official `openai` client maps to its exceptions:
 | 401 | missing, malformed, unknown or revoked API key | AuthenticationError |
 | 403 | key scope or model list does not allow this | PermissionDeniedError |
 | 404 | unknown model, adapter, or path | NotFoundError |
+| 405 | a method the path does not have (`Allow` names those it has; OPTIONS gets 204) | APIStatusError |
 | 409 | adapter name already served (without `replace`) | ConflictError |
 | 413 | request body over the limit | APIStatusError (413) |
 | 422 | body is JSON but breaks the schema (wrong type, negative `max_tokens`...) | UnprocessableEntityError |
