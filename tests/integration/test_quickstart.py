@@ -70,6 +70,20 @@ def test_lists_lineage_and_audit(journey):
     assert "audit chain intact" in audit
 
 
+def test_lineage_lists_exactly_the_example_files(journey):
+    workspace, _ = journey
+    found = json.loads(tailorlm("lineage", "model", "acme-support@v1", "--workspace", str(workspace), "--json").stdout)
+    used = {Path(s["path"]).name: s for s in found["sources"] if s["used_for"] == "examples"}
+    dataset = workspace / "datasets" / "acme-support" / "v1"
+    expected = {
+        Path(json.loads(line)["meta"]["file"]).name
+        for split in ("train", "val", "test")
+        for line in (dataset / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+    }
+    assert set(used) == expected == {"faq.csv", "support.mbox"}
+    assert all(len(s["sha256"]) == 64 for s in used.values())
+
+
 def test_data_inspect_marks_trained_tokens(journey):
     workspace, _ = journey
     output = tailorlm("data", "inspect", "acme-support", "--workspace", str(workspace), "-n", "1").stdout
