@@ -33,8 +33,18 @@ def tailorlm(*args: str, cwd: Path | None = None, check: bool = True) -> subproc
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     workspace = tmp_path_factory.mktemp("quickstart") / "ws"
-    result = tailorlm("quickstart", "--smoke", "--workspace", str(workspace))
+    with pytest.MonkeyPatch.context() as patch:  # every connection beyond loopback that is tried, recorded
+        patch.setenv("TAILORLM_NETWORK_TRACE", str(workspace.parent / "network.jsonl"))
+        result = tailorlm("quickstart", "--smoke", "--workspace", str(workspace))
     return workspace, result.stdout
+
+
+def test_quickstart_tries_no_connection_beyond_loopback(journey):
+    workspace, _ = journey
+    trace = workspace.parent / "network.jsonl"
+    assert not trace.exists() or trace.read_text() == ""
+    events = [json.loads(line)["action"] for line in (workspace / "audit.jsonl").read_text().splitlines()]
+    assert "network.refused" not in events
 
 
 def test_quickstart_runs_every_stage(journey):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tailorlm import offline
 from tailorlm.checks import describe, problems
 from tailorlm.config import Project
 from tailorlm.dataset_splits import SPLITS
@@ -85,6 +86,7 @@ def prepare(
             doesn't fit the task, ...), a file that failed to ingest, a builder that can't read a
             source, or no examples at all. Nothing is written then.
     """
+    offline.enforce(project.allow_hosts)
     say = progress.say
     if not project.sources:
         raise PrepareError("the project has no sources: add files or folders under `sources:`")

@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from tailorlm import offline
 from tailorlm.bases import resolve_base
 from tailorlm.checks import describe, problems
 from tailorlm.config import Project, TrainSettings
@@ -72,6 +73,7 @@ def train(
         progress: told the plan (device, precision, steps, epochs) before the first step, then the
             steps with loss, tokens/s and ETA.
     """
+    offline.enforce(project.allow_hosts if project else ())
     if resume:
         return _resume(workspace, resume, callbacks=callbacks, progress=progress)
     if wrong := problems(project, before="train", workspace=workspace):
