@@ -1,14 +1,20 @@
-"""Data sovereignty verbs: `doctor` (the air-gap guard, the allowlist, the audit log's state)."""
+"""Data sovereignty verbs: `doctor` (the air-gap guard, the allowlist, the audit log's state) and the
+`subject` requests (find, erase)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
 
 from tailorlm import offline
 from tailorlm.cli import app
 from tailorlm.cli.common import JsonOption, ProjectOption, WorkspaceOption, _project, _workspace, command
 from tailorlm.errors import UserError
 from tailorlm.output import console, print_json, print_table
+
+if TYPE_CHECKING:
+    from tailorlm.subjects import SubjectReport
 
 
 @app.command()
@@ -57,3 +63,92 @@ def doctor(workspace: WorkspaceOption = None, project: ProjectOption = None, as_
     print_table(["check", "", "state"], rows)
     if guard["attempts"]:
         console.print(f"[yellow]{len(guard['attempts'])} outgoing connection(s) tried in this process[/]")
+
+
+# --- data-subject requests ---------------------------------------------------------------------------
+
+subject_app = typer.Typer(
+    help="Data-subject requests (GDPR Arts. 15, 17): find what involves a person, erase it.", no_args_is_help=True
+)
+app.add_typer(subject_app, name="subject")
+
+IdentifierArgument = Annotated[str, typer.Argument(help="The person: an e-mail address, a full name or an ID.")]
+
+
+def _print_find(report: SubjectReport) -> None:
+    console.print(f"request {report.subject} (the identifier itself is not stored)", highlight=False)
+    print_table(["source file", "where"], [[hit.path, hit.locator or "(whole file)"] for hit in report.documents])
+    print_table(
+        ["dataset", "examples", "named in clear"],
+        [[hit.dataset, hit.count, hit.in_clear] for hit in report.datasets],
+    )
+    if report.models:
+        console.print("models trained on them: " + ", ".join(report.models), highlight=False)
+
+
+@subject_app.command("find")
+@command
+def subject_find(
+    identifier: IdentifierArgument, workspace: WorkspaceOption = None, as_json: JsonOption = False
+) -> None:
+    """Which source documents, examples, datasets and models involve a person (also once redacted).
+
+    \b
+    Example:
+      tailorlm subject find "jane.doe@example.com" --workspace ws
+    """
+    from tailorlm.subjects import find
+
+    report = find(_workspace(workspace), identifier)
+    if as_json:
+        print_json(report.to_json())
+    elif report.empty:
+        console.print(f"nothing matches ({report.subject})", highlight=False)
+    else:
+        _print_find(report)
+
+
+@subject_app.command("erase")
+@command
+def subject_erase(
+    identifier: IdentifierArgument,
+    yes: Annotated[bool, typer.Option("--yes", help="Don't ask for confirmation.")] = False,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Erase a person: new dataset versions without their examples, their documents out of the workspace,
+    models trained on them marked needs-retraining (a model does not forget). Exit 1 when nothing matches.
+
+    \b
+    Example:
+      tailorlm subject erase "jane.doe@example.com" --yes --workspace ws
+    """
+    from tailorlm.subjects import erase, find
+
+    ws = _workspace(workspace)
+    if not yes:
+        found = find(ws, identifier)
+        if not found.empty:
+            _print_find(found)
+        if not found.empty and not typer.confirm("Erase these from the workspace?"):
+            raise typer.Abort()
+    result = erase(ws, identifier)
+    if as_json:
+        print_json(result.to_json())
+        return
+    for old, new in result.new_datasets.items():
+        console.print(f"{old} → [bold]{new}[/] without the person's examples", highlight=False)
+    console.print(f"{result.documents_removed} document(s) removed from the workspace's document store")
+    for model in result.models_marked:
+        console.print(
+            f"[yellow]{model}: needs-retraining[/] — it was trained on the erased examples and is not anonymous by "
+            "default; retrain it on the new dataset version",
+            highlight=False,
+        )
+    if result.older_versions:
+        console.print("older versions still holding them: " + ", ".join(result.older_versions), highlight=False)
+    if result.find.source_files:
+        console.print(
+            "the source files still hold the person (not TailorLM's to change): " + ", ".join(result.find.source_files),
+            highlight=False,
+        )
