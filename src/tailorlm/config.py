@@ -237,6 +237,10 @@ class GovernanceSettings(Settings):
         description="Key file (outside the workspace) whose HMAC signs every audit event; "
         "$TAILORLM_AUDIT_KEY_FILE overrides it.",
     )
+    purposes: list[str] = Field(
+        default_factory=list,
+        description="Purposes of the processing, for the GDPR Art. 30 record that `tailorlm docs build` writes.",
+    )
 
 
 class Project(Settings):

@@ -1,6 +1,6 @@
 """Lineage both ways on the sample company's own files: a model back to exactly the files its examples came
 from (hash, rows, messages), a source file forward to its dataset, run, model and exports; every name
-form; unknown names are one clear error."""
+form; unknown names are one clear error. And the compliance documents built from the same registry."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from tailorlm.dataset_splits import SPLITS, load_split
 from tailorlm.errors import NotFound
 from tailorlm.export import export
 from tailorlm.lineage import model_lineage, source_lineage
+from tailorlm.registry import ModelMeta
 from tailorlm.workspace import sha256_file
 
 runner = CliRunner()
@@ -98,3 +99,33 @@ def test_unknown_names_are_one_clear_error(acme, args, message) -> None:
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
     with pytest.raises(NotFound):
         model_lineage(ws, "nope")
+
+
+def test_documents_build_from_the_registry(acme, tmp_path: Path) -> None:
+    ws, project, run_id = acme
+    result = tailorlm("docs", "build", "-w", ws.root, "--output", tmp_path / "compliance", "--json")
+    assert result.exit_code == 0, result.output
+    files = {Path(f).relative_to(tmp_path / "compliance").as_posix() for f in json.loads(result.stdout)["files"]}
+    assert files == {
+        "models/acme-support-v1/MODEL_CARD.md",
+        "datasets/acme-support-v1/DATASHEET.md",
+        "ANNEX_IV.md",
+        "ART30_RECORD.md",
+    }
+    card = (tmp_path / "compliance" / "models" / "acme-support-v1" / "MODEL_CARD.md").read_text()
+    model = ws.resolve("model", "acme-support@v1").meta_as(ModelMeta)
+    faq = project.resolve(Path("faq.csv"))
+    for fact in (model.base_model, f"method: {model.method}", run_id, "acme-support@v1", sha256_file(faq)[:16]):
+        assert fact in card, fact
+    assert "r: 4" in card and "Approval: pending" in card and "TO FILL" in card
+    dataset_card = json.loads((ws.path_of(ws.resolve("dataset", "acme-support@v1")) / "card.json").read_text())
+    found = dataset_card["pii"]["counts"]
+    assert found and all(
+        f"{kind} ({count})" in (tmp_path / "compliance" / "ART30_RECORD.md").read_text()
+        for kind, count in found.items()
+    )
+    annex = (tmp_path / "compliance" / "ANNEX_IV.md").read_text()
+    assert "acme-support@v1" in annex and "## 5. Risk management system" in annex and "TO FILL" in annex
+    sheet = (tmp_path / "compliance" / "datasets" / "acme-support-v1" / "DATASHEET.md").read_text()
+    assert run_id in sheet and "TO FILL" in sheet
+    assert ws.audit.events()[-1]["action"] == "docs.build"

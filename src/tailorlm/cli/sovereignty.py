@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -152,3 +153,36 @@ def subject_erase(
             "the source files still hold the person (not TailorLM's to change): " + ", ".join(result.find.source_files),
             highlight=False,
         )
+
+
+# --- compliance documents ----------------------------------------------------------------------------
+
+docs_app = typer.Typer(help="Compliance documents generated from the registry.", no_args_is_help=True)
+app.add_typer(docs_app, name="docs")
+
+
+@docs_app.command("build")
+@command
+def docs_build(
+    workspace: WorkspaceOption = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Folder to write (default <workspace>/compliance/), replaced whole.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write MODEL_CARD.md per model, DATASHEET.md per dataset, an EU AI Act Annex IV draft and a GDPR
+    Art. 30 record, from the registry; what it cannot know is marked TO FILL.
+
+    \b
+    Example:
+      tailorlm docs build --workspace ws
+    """
+    from tailorlm.compliance import build
+
+    built = build(_workspace(workspace), output)
+    if as_json:
+        print_json({"folder": str(built.folder), "files": [str(f) for f in built.files]})
+        return
+    for file in built.files:
+        console.print(str(file), highlight=False)
+    console.print(f"{len(built.files)} document(s) in {built.folder}; fill the lines marked TO FILL", highlight=False)
