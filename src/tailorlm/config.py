@@ -224,8 +224,24 @@ class ServeSettings(Settings):
     threads: int | None = Field(None, gt=0, description="CPU threads for torch (fix it on shared machines).")
 
 
+class RetentionSettings(Settings):
+    """How long `tailorlm gc` keeps what it can delete; null keeps it forever."""
+
+    request_log_days: float | None = Field(
+        None, ge=0, description="Request-log rows older than this many days (null: serve.log_retention_days)."
+    )
+    documents_days: float | None = Field(
+        None, ge=0, description="Ingested documents (the raw text of source files) older than this many days."
+    )
+    intermediates_days: float | None = Field(
+        None,
+        ge=0,
+        description="Checkpoints of complete runs, export staging leftovers and caches older than this many days.",
+    )
+
+
 class GovernanceSettings(Settings):
-    """Who may release a model and how the audit log is protected."""
+    """Who may release a model, how the audit log is protected, how long data is kept."""
 
     approval: Literal["required", "off"] = Field(
         "off",
@@ -241,6 +257,7 @@ class GovernanceSettings(Settings):
         default_factory=list,
         description="Purposes of the processing, for the GDPR Art. 30 record that `tailorlm docs build` writes.",
     )
+    retention: RetentionSettings = Field(default_factory=RetentionSettings, description="What `tailorlm gc` removes.")
 
 
 class Project(Settings):

@@ -186,3 +186,37 @@ def docs_build(
     for file in built.files:
         console.print(str(file), highlight=False)
     console.print(f"{len(built.files)} document(s) in {built.folder}; fill the lines marked TO FILL", highlight=False)
+
+
+# --- retention ---------------------------------------------------------------------------------------
+
+
+@app.command("gc")
+@command
+def gc(
+    workspace: WorkspaceOption = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be removed.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Apply the retention (governance.retention, serve.log_retention_days): remove old request-log rows,
+    ingested documents and intermediates (checkpoints of complete runs, staging leftovers, caches); audited.
+
+    \b
+    Example:
+      tailorlm gc --dry-run --workspace ws
+    """
+    from tailorlm.retention import gc as run_gc
+
+    removal = run_gc(_workspace(workspace), dry_run=dry_run)
+    if as_json:
+        print_json(removal.to_json())
+        return
+    verb = "would remove" if dry_run else "removed"
+    console.print(f"{verb} {removal.request_log_rows} request-log row(s)", highlight=False)
+    for kind in ("documents", "checkpoints", "staging", "cache"):
+        paths = getattr(removal, kind)
+        if paths:
+            console.print(f"{verb} {len(paths)} {kind}: " + ", ".join(paths), highlight=False)
+    for kind, why in removal.kept.items():
+        console.print(f"kept {kind}: {why}", highlight=False)
+    console.print(f"{removal.bytes / 1e6:.1f} MB {'to free' if dry_run else 'freed'}", highlight=False)
