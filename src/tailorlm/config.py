@@ -140,8 +140,10 @@ class PrepareSettings(Settings):
         "redact",
         description="Personal data in the text: replace by type, by consistent placeholder, or keep.",
     )
-    pii_ner_model: Path | None = Field(
-        None, description="A local spaCy pipeline directory: person names are detected too (none by default)."
+    pii_ner_model: Literal["auto", "off"] | Path = Field(
+        "auto",
+        description="Person names: auto uses the installed spaCy pipeline of each text's language (en, fr; "
+        "requirements/ner-models.txt), off finds none, or a local pipeline directory.",
     )
     dedup: DedupSettings = Field(default_factory=DedupSettings, description="Duplicate removal.")
     split: SplitSettings = Field(default_factory=SplitSettings, description="Train/val/test split.")

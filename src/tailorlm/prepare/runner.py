@@ -139,9 +139,12 @@ def prepare(
     return _write(workspace, project, splits, collected.chunks, card_inputs, inputs, tokenizer, say)
 
 
-def _ner_model(project: Project) -> Path | None:
+def _ner_model(project: Project) -> Path | str | None:
+    """A pipeline directory, `auto` (chosen per text by language) or None (`off`)."""
     model = project.prepare.pii_ner_model
-    return project.resolve(model) if model else None
+    if model == "off":
+        return None
+    return model if model == "auto" else project.resolve(Path(model))
 
 
 def dataset_key(project: Project, inputs: Sequence[SourceInput]) -> str:
