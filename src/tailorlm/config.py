@@ -140,8 +140,10 @@ class PrepareSettings(Settings):
         "redact",
         description="Personal data in the text: replace by type, by consistent placeholder, or keep.",
     )
-    pii_ner_model: Path | None = Field(
-        None, description="A local spaCy pipeline directory: person names are detected too (none by default)."
+    pii_ner_model: Literal["auto", "off"] | Path = Field(
+        "auto",
+        description="Person names: auto uses the installed spaCy pipeline of each text's language (en, fr; "
+        "requirements/ner-models.txt), off finds none, or a local pipeline directory.",
     )
     dedup: DedupSettings = Field(default_factory=DedupSettings, description="Duplicate removal.")
     split: SplitSettings = Field(default_factory=SplitSettings, description="Train/val/test split.")
@@ -224,8 +226,24 @@ class ServeSettings(Settings):
     threads: int | None = Field(None, gt=0, description="CPU threads for torch (fix it on shared machines).")
 
 
+class RetentionSettings(Settings):
+    """How long `tailorlm gc` keeps what it can delete; null keeps it forever."""
+
+    request_log_days: float | None = Field(
+        None, ge=0, description="Request-log rows older than this many days (null: serve.log_retention_days)."
+    )
+    documents_days: float | None = Field(
+        None, ge=0, description="Ingested documents (the raw text of source files) older than this many days."
+    )
+    intermediates_days: float | None = Field(
+        None,
+        ge=0,
+        description="Checkpoints of complete runs, export staging leftovers and caches older than this many days.",
+    )
+
+
 class GovernanceSettings(Settings):
-    """Who may release a model and how the audit log is protected."""
+    """Who may release a model, how the audit log is protected, how long data is kept."""
 
     approval: Literal["required", "off"] = Field(
         "off",
@@ -237,6 +255,11 @@ class GovernanceSettings(Settings):
         description="Key file (outside the workspace) whose HMAC signs every audit event; "
         "$TAILORLM_AUDIT_KEY_FILE overrides it.",
     )
+    purposes: list[str] = Field(
+        default_factory=list,
+        description="Purposes of the processing, for the GDPR Art. 30 record that `tailorlm docs build` writes.",
+    )
+    retention: RetentionSettings = Field(default_factory=RetentionSettings, description="What `tailorlm gc` removes.")
 
 
 class Project(Settings):

@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from tailorlm import offline
 from tailorlm.audit import AuditLog
 from tailorlm.errors import NotFound, UserError
 from tailorlm.registry import Artifact, Kind, Registry
@@ -135,6 +136,7 @@ class Workspace:
             (self.root / folder).mkdir(exist_ok=True)
         self.registry = Registry(self.root / REGISTRY_FILE)
         self.audit = AuditLog(self.root / "audit.jsonl", key_file=self._audit_key_file)
+        offline.report_to(self.audit.append)  # a refused connection is audited in the workspace in use
 
     @classmethod
     def open(cls, root: Path | str | None = None, *, create: bool = True) -> Workspace:

@@ -33,8 +33,18 @@ def tailorlm(*args: str, cwd: Path | None = None, check: bool = True) -> subproc
 @pytest.fixture(scope="module")
 def journey(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     workspace = tmp_path_factory.mktemp("quickstart") / "ws"
-    result = tailorlm("quickstart", "--smoke", "--workspace", str(workspace))
+    with pytest.MonkeyPatch.context() as patch:  # every connection beyond loopback that is tried, recorded
+        patch.setenv("TAILORLM_NETWORK_TRACE", str(workspace.parent / "network.jsonl"))
+        result = tailorlm("quickstart", "--smoke", "--workspace", str(workspace))
     return workspace, result.stdout
+
+
+def test_quickstart_tries_no_connection_beyond_loopback(journey):
+    workspace, _ = journey
+    trace = workspace.parent / "network.jsonl"
+    assert not trace.exists() or trace.read_text() == ""
+    events = [json.loads(line)["action"] for line in (workspace / "audit.jsonl").read_text().splitlines()]
+    assert "network.refused" not in events
 
 
 def test_quickstart_runs_every_stage(journey):
@@ -68,6 +78,20 @@ def test_lists_lineage_and_audit(journey):
     assert "faq.csv" in lineage and "support.mbox" in lineage and "dataset" in lineage
     audit = tailorlm("audit", "--workspace", str(workspace)).stdout
     assert "audit chain intact" in audit
+
+
+def test_lineage_lists_exactly_the_example_files(journey):
+    workspace, _ = journey
+    found = json.loads(tailorlm("lineage", "model", "acme-support@v1", "--workspace", str(workspace), "--json").stdout)
+    used = {Path(s["path"]).name: s for s in found["sources"] if s["used_for"] == "examples"}
+    dataset = workspace / "datasets" / "acme-support" / "v1"
+    expected = {
+        Path(json.loads(line)["meta"]["file"]).name
+        for split in ("train", "val", "test")
+        for line in (dataset / f"{split}.jsonl").read_text(encoding="utf-8").splitlines()
+    }
+    assert set(used) == expected == {"faq.csv", "support.mbox"}
+    assert all(len(s["sha256"]) == 64 for s in used.values())
 
 
 def test_data_inspect_marks_trained_tokens(journey):

@@ -87,18 +87,57 @@ def models(ctx: typer.Context, workspace: WorkspaceOption = None, as_json: JsonO
 @command
 def lineage(
     artifact: Annotated[
-        str, typer.Argument(help="Artifact id (model-…, run-…, dataset-…, eval-…) or a model/dataset name@version.")
+        str,
+        typer.Argument(
+            help="`model` or `source` followed by NAME / PATH; or an artifact id (model-…, run-…, dataset-…, eval-…) "
+            "or a model/dataset name@version."
+        ),
     ],
+    reference: Annotated[
+        str | None, typer.Argument(help="After `model`: NAME[@VERSION] or id; after `source`: a source file.")
+    ] = None,
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Trace an artifact back to the files it came from.
+    """Trace a model back to its source files (with hashes and rows/pages), or a source file forward.
 
     \b
     Example:
+      tailorlm lineage model acme-support@v1 --workspace ws
+      tailorlm lineage source examples/acme/faq.csv --workspace ws --json
       tailorlm lineage acme-support@v1 --workspace ws
     """
+    from tailorlm.lineage import model_lineage, source_lineage
+
     ws = _workspace(workspace)
+    if artifact in ("model", "source") and reference is not None:
+        found = model_lineage(ws, reference) if artifact == "model" else source_lineage(ws, reference)
+        if as_json:
+            print_json(found.to_json())
+            return
+        shown = [a for a in found.chain if a["kind"] != "document"]
+        print_table(["kind", "id", "name", "hash"], [[a["kind"], a["id"], a["name"], a["hash"][:16]] for a in shown])
+        console.print()
+        rows = [
+            [
+                use.path,
+                (use.sha256 or "?")[:16],
+                ", ".join(f"{split} {count}" for split, count in use.examples.items())
+                or "none (retrieval chunks only)",
+                _span(use.locators),
+            ]
+            for use in found.sources
+        ]
+        print_table(["source file", "sha256", "examples", "rows/pages/messages"], rows)
+        if found.deployments:
+            console.print()
+            print_table(
+                ["deployment", "time", "user", "where"],
+                [[d["action"], d["time"], d["user"], d["where"]] for d in found.deployments],
+            )
+        return
+    if reference is not None:
+        raise typer.BadParameter(f"a second argument goes with `model` or `source`, not {artifact!r}")
     start = ws.lookup(artifact)
     chain = [start, *ws.registry.lineage(start.id)]
     if as_json:
@@ -114,6 +153,13 @@ def lineage(
         for item in chain
     ]
     print_table(["kind", "id", "name", "hash"], rows)
+
+
+def _span(locators: list[str], shown: int = 3) -> str:
+    """`row 2, row 3, … (104 in all)`: the first rows/pages, and how many."""
+    if len(locators) <= shown:
+        return ", ".join(locators)
+    return ", ".join(locators[:shown]) + f", … ({len(locators)} in all)"
 
 
 # --- data --------------------------------------------------------------------------------------------

@@ -178,10 +178,24 @@ class Scrubber:
     should keep its pseudonyms (a document, an e-mail thread).
     """
 
-    def __init__(self, pii: str, ner_model: Path | None = None) -> None:
+    def __init__(self, pii: str, ner_model: Path | str | None = None) -> None:
         self.pii = pii
-        self.ner_model = ner_model  # a local spaCy pipeline: person names are found only with one
+        # A local spaCy pipeline (person names are found only with one), or `auto`: the installed
+        # pipeline of each text's language; a text too short to tell keeps the last language seen.
+        self.ner_model = ner_model
+        self.language = "en"
+        self.pipelines: Counter[str] = Counter()  # pipeline used → texts
         self.counts: Counter[str] = Counter()
+
+    def _pipeline(self, text: str) -> Path | None:
+        if self.ner_model != "auto":
+            return Path(self.ner_model) if self.ner_model else None
+        from tailorlm.pii.ner import choose
+
+        self.language = detect_language(text) or self.language
+        pipeline = choose(self.language)
+        self.pipelines[pipeline.name if pipeline else f"none for {self.language}"] += 1
+        return pipeline
 
     def __call__(self, text: str, mapping: dict[str, str]) -> str:
         text = clean_text(text)
@@ -189,7 +203,7 @@ class Scrubber:
             return text
         from tailorlm.pii import redact
 
-        redaction = redact(text, self.pii, mapping=mapping, ner_model=self.ner_model)  # type: ignore[arg-type]
+        redaction = redact(text, self.pii, mapping=mapping, ner_model=self._pipeline(text))  # type: ignore[arg-type]
         self.counts.update(redaction.counts)
         return redaction.text
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tailorlm import offline
 from tailorlm.checks import describe, problems
 from tailorlm.config import Project
 from tailorlm.dataset_splits import SPLITS
@@ -85,6 +86,7 @@ def prepare(
             doesn't fit the task, ...), a file that failed to ingest, a builder that can't read a
             source, or no examples at all. Nothing is written then.
     """
+    offline.enforce(project.allow_hosts)
     say = progress.say
     if not project.sources:
         raise PrepareError("the project has no sources: add files or folders under `sources:`")
@@ -137,9 +139,12 @@ def prepare(
     return _write(workspace, project, splits, collected.chunks, card_inputs, inputs, tokenizer, say)
 
 
-def _ner_model(project: Project) -> Path | None:
+def _ner_model(project: Project) -> Path | str | None:
+    """A pipeline directory, `auto` (chosen per text by language) or None (`off`)."""
     model = project.prepare.pii_ner_model
-    return project.resolve(model) if model else None
+    if model == "off":
+        return None
+    return model if model == "auto" else project.resolve(Path(model))
 
 
 def dataset_key(project: Project, inputs: Sequence[SourceInput]) -> str:

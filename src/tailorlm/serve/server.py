@@ -96,6 +96,7 @@ def serve(
     """
     import uvicorn
 
+    offline.enforce()
     from tailorlm.feedback import record as record_feedback
     from tailorlm.serve.app import create_app
     from tailorlm.serve.auth import KeyStore

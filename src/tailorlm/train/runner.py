@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from tailorlm import offline
 from tailorlm.bases import resolve_base
 from tailorlm.checks import describe, problems
 from tailorlm.config import Project, TrainSettings
@@ -75,6 +76,7 @@ def train(
         progress: told the plan (device, precision, steps, epochs) before the first step, then the
             steps with loss, tokens/s and ETA.
     """
+    offline.enforce(project.allow_hosts if project else ())
     distributed.check_world()
     if resume:
         return _resume(workspace, resume, callbacks=callbacks, progress=progress)
