@@ -17,7 +17,8 @@ from tailorlm.errors import UserError
 
 Task = Literal["chat", "classify", "extract", "generate", "cpt"]
 TASKS: tuple[Task, ...] = get_args(Task)  # the one list of tasks; builders and metrics name theirs from it
-Method = Literal["full", "lora", "qlora", "dora"]
+Method = Literal["full", "lora", "qlora", "dora", "dpo", "kto", "orpo"]
+PREFERENCE_METHODS: tuple[str, ...] = ("dpo", "kto", "orpo")  # trained on LoRA by train/preference.py
 BEATS_BASELINES = "beats_baselines"  # the objective "better than every baseline", see evaluate.objectives
 
 
@@ -58,11 +59,24 @@ class LoraSettings(Settings):
     )
 
 
+class PreferenceSettings(Settings):
+    start_from: str | None = Field(
+        None,
+        description="dpo/kto/orpo: a registered model (name@version) fine-tuned with LoRA; its adapter is where "
+        "training starts and, for dpo/kto, the reference the model is kept close to. Default: a new adapter on "
+        "the base model, which is then the reference.",
+    )
+    beta: float = Field(
+        0.1, gt=0, description="dpo/kto: how close to the reference the model stays (higher: closer); orpo: λ."
+    )
+
+
 class TrainSettings(Settings):
     method: Method = Field(
         "lora",
         description="full: every weight; lora: low-rank adapters; qlora: LoRA on a 4-bit NF4 base "
-        "(bitsandbytes, double quantization); dora: weight-decomposed LoRA.",
+        "(bitsandbytes, double quantization); dora: weight-decomposed LoRA; dpo, kto, orpo: preference "
+        "training (TRL) of a LoRA adapter on a feedback dataset (pairs for dpo/orpo, rated answers for kto).",
     )
     epochs: int | Literal["auto"] = Field(
         "auto",
@@ -88,6 +102,9 @@ class TrainSettings(Settings):
     )
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="Adapter settings (lora/qlora/dora).")
+    preference: PreferenceSettings = Field(
+        default_factory=PreferenceSettings, description="Preference training (dpo/kto/orpo)."
+    )
     eval_steps: int | None = Field(None, gt=0, description="Validation loss every N steps (default: ~5 per run).")
     save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps (default: ~2 per run).")
     logging_steps: int = Field(5, gt=0, description="Write metrics.jsonl every N steps.")

@@ -188,7 +188,7 @@ def _run(
             status="running",
             meta=meta,
         ),
-        parents=[dataset.id],
+        parents=[dataset.id, *getattr(train_split, "parents", [])],  # and the model a recipe starts from
     )
     workspace.audit.append(
         "train.start",
