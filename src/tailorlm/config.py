@@ -219,6 +219,28 @@ class EvaluateSettings(Settings):
         return value
 
 
+class IterateSettings(Settings):
+    """`tailorlm iterate`: retrain on reviewers' feedback until the objectives are met."""
+
+    rounds: int = Field(3, gt=0, description="Most rounds (feedback → dataset → train → evaluate → register).")
+    method: Literal["dpo", "kto", "orpo", "sft"] = Field(
+        "dpo",
+        description="How a round retrains: dpo/kto/orpo from the current model on the feedback's preferences; "
+        "sft: train.method from the base on the dataset with corrections and good answers added.",
+    )
+    metric: str | None = Field(
+        None, description="What a round must improve over its parent (default: the task's main metric, rouge_l)."
+    )
+    require_gain: bool = Field(
+        True,
+        description="Stop without registering when a round's gain on `metric` is not significant (paired "
+        "bootstrap, 95%); false: register every round that passes the gate.",
+    )
+    review_items: int = Field(
+        20, ge=0, description="Failed test answers per round written to to_review.jsonl for reviewers to rate."
+    )
+
+
 class ServeSettings(Settings):
     """`tailorlm serve`: each field is also a command-line option, which overrides the file."""
 
@@ -266,6 +288,9 @@ class Project(Settings):
     train: TrainSettings = Field(default_factory=TrainSettings, description="Fine-tuning.")
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings, description="Evaluation and the gate.")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="The OpenAI-compatible server.")
+    iterate: IterateSettings = Field(
+        default_factory=IterateSettings, description="Retraining on feedback (`tailorlm iterate`)."
+    )
     allow_hosts: list[str] = Field(
         default_factory=list, description="Hosts that may be reached besides loopback (teacher, judge)."
     )

@@ -494,7 +494,7 @@ _add_export_commands()
 
 
 # The other verbs register themselves on import; they use the apps above, so this comes last.
-from tailorlm.cli import base_models, feedback, governance, listings, serving  # noqa: E402, F401
+from tailorlm.cli import base_models, feedback, governance, iterate, listings, serving  # noqa: E402, F401
 
 
 def main() -> None:
