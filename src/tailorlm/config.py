@@ -17,7 +17,8 @@ from tailorlm.errors import UserError
 
 Task = Literal["chat", "classify", "extract", "generate", "cpt"]
 TASKS: tuple[Task, ...] = get_args(Task)  # the one list of tasks; builders and metrics name theirs from it
-Method = Literal["full", "lora", "qlora", "dora"]
+Method = Literal["full", "lora", "qlora", "dora", "dpo", "kto", "orpo"]
+PREFERENCE_METHODS: tuple[str, ...] = ("dpo", "kto", "orpo")  # trained on LoRA by train/preference.py
 BEATS_BASELINES = "beats_baselines"  # the objective "better than every baseline", see evaluate.objectives
 
 
@@ -58,11 +59,24 @@ class LoraSettings(Settings):
     )
 
 
+class PreferenceSettings(Settings):
+    start_from: str | None = Field(
+        None,
+        description="dpo/kto/orpo: a registered model (name@version) fine-tuned with LoRA; its adapter is where "
+        "training starts and, for dpo/kto, the reference the model is kept close to. Default: a new adapter on "
+        "the base model, which is then the reference.",
+    )
+    beta: float = Field(
+        0.1, gt=0, description="dpo/kto: how close to the reference the model stays (higher: closer); orpo: λ."
+    )
+
+
 class TrainSettings(Settings):
     method: Method = Field(
         "lora",
         description="full: every weight; lora: low-rank adapters; qlora: LoRA on a 4-bit NF4 base "
-        "(bitsandbytes, double quantization); dora: weight-decomposed LoRA.",
+        "(bitsandbytes, double quantization); dora: weight-decomposed LoRA; dpo, kto, orpo: preference "
+        "training (TRL) of a LoRA adapter on a feedback dataset (pairs for dpo/orpo, rated answers for kto).",
     )
     epochs: int | Literal["auto"] = Field(
         "auto",
@@ -88,6 +102,9 @@ class TrainSettings(Settings):
     )
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
     lora: LoraSettings = Field(default_factory=LoraSettings, description="Adapter settings (lora/qlora/dora).")
+    preference: PreferenceSettings = Field(
+        default_factory=PreferenceSettings, description="Preference training (dpo/kto/orpo)."
+    )
     eval_steps: int | None = Field(None, gt=0, description="Validation loss every N steps (default: ~5 per run).")
     save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps (default: ~2 per run).")
     logging_steps: int = Field(5, gt=0, description="Write metrics.jsonl every N steps.")
@@ -204,6 +221,28 @@ class EvaluateSettings(Settings):
         return value
 
 
+class IterateSettings(Settings):
+    """`tailorlm iterate`: retrain on reviewers' feedback until the objectives are met."""
+
+    rounds: int = Field(3, gt=0, description="Most rounds (feedback → dataset → train → evaluate → register).")
+    method: Literal["dpo", "kto", "orpo", "sft"] = Field(
+        "dpo",
+        description="How a round retrains: dpo/kto/orpo from the current model on the feedback's preferences; "
+        "sft: train.method from the base on the dataset with corrections and good answers added.",
+    )
+    metric: str | None = Field(
+        None, description="What a round must improve over its parent (default: the task's main metric, rouge_l)."
+    )
+    require_gain: bool = Field(
+        True,
+        description="Stop without registering when a round's gain on `metric` is not significant (paired "
+        "bootstrap, 95%); false: register every round that passes the gate.",
+    )
+    review_items: int = Field(
+        20, ge=0, description="Failed test answers per round written to to_review.jsonl for reviewers to rate."
+    )
+
+
 class ServeSettings(Settings):
     """`tailorlm serve`: each field is also a command-line option, which overrides the file."""
 
@@ -272,6 +311,9 @@ class Project(Settings):
     train: TrainSettings = Field(default_factory=TrainSettings, description="Fine-tuning.")
     evaluate: EvaluateSettings = Field(default_factory=EvaluateSettings, description="Evaluation and the gate.")
     serve: ServeSettings = Field(default_factory=ServeSettings, description="The OpenAI-compatible server.")
+    iterate: IterateSettings = Field(
+        default_factory=IterateSettings, description="Retraining on feedback (`tailorlm iterate`)."
+    )
     allow_hosts: list[str] = Field(
         default_factory=list, description="Hosts that may be reached besides loopback (teacher, judge)."
     )

@@ -207,6 +207,10 @@ class Workspace:
     def eval_dir(self, eval_id: str) -> Path:
         return self.root / "evals" / eval_id
 
+    def iteration_dir(self, iteration_id: str) -> Path:
+        """The report of a `tailorlm iterate` loop and its rounds' files."""
+        return self.root / "iterations" / iteration_id
+
     def model_dir(self, name: str, version: str) -> Path:
         return self.root / "models" / name / version
 

@@ -72,3 +72,35 @@ def feedback_project(tiny_model_dir: Path, root: Path, feedback_file: Path, **tr
         },
         root=root,
     )
+
+
+def preference_margin(artifact_dir: Path | None, base_model: Path, examples: list[Any]) -> float:
+    """Mean log-probability of the chosen answer minus the rejected one, over preference pairs, under the
+    base model (`artifact_dir` None) or base + a trained adapter: what preference training should raise."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tailorlm.modeling import load_trained
+    from tailorlm.train.preference import trl_rows
+
+    if artifact_dir is None:
+        model = AutoModelForCausalLM.from_pretrained(base_model, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(base_model, local_files_only=True)
+    else:
+        model, tokenizer = load_trained(artifact_dir, base_model)
+    model.eval()
+
+    def logprob(prompt: str, answer: str) -> float:
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        ids = tokenizer(prompt + answer, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            logits = model(torch.tensor([ids])).logits[0, :-1].float().log_softmax(-1)
+        targets = torch.tensor(ids[1:])
+        picked = logits.gather(1, targets[:, None])[:, 0]
+        return float(picked[len(prompt_ids) - 1 :].sum())
+
+    margins = []
+    for example in examples:
+        for row in trl_rows(tokenizer, example, "dpo"):
+            margins.append(logprob(row["prompt"], row["chosen"]) - logprob(row["prompt"], row["rejected"]))
+    return sum(margins) / len(margins)

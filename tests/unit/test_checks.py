@@ -87,7 +87,7 @@ def test_unknown_kind_and_missing_path_are_named(tmp_path, tiny_model_dir):
     found = [str(problem) for problem in problems(load_project(tmp_path / "tailorlm.yaml"))]
     assert found[0].startswith("sources[1].path: not found: nowhere/tickets.csv")
     assert found[1:] == [
-        "sources[0].kind: unknown source kind 'emial' (known: dataset, documents, email, extraction, faq, table)"
+        "sources[0].kind: unknown source kind 'emial' (known: dataset, documents, email, extraction, faq, feedback, table)"
     ]
 
 

@@ -517,7 +517,17 @@ _add_export_commands()
 
 
 # The other verbs register themselves on import; they use the apps above, so this comes last.
-from tailorlm.cli import base_models, feedback, governance, jobs, listings, planning, serving, sovereignty  # noqa: E402, F401
+from tailorlm.cli import (  # noqa: E402, F401
+    base_models,
+    feedback,
+    governance,
+    iterate,
+    jobs,
+    listings,
+    planning,
+    serving,
+    sovereignty,
+)
 
 
 def main() -> None:

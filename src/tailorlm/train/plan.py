@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from tailorlm.config import TrainSettings
+from tailorlm.config import PREFERENCE_METHODS, TrainSettings
 
 
 def detect_device() -> str:
@@ -66,7 +66,9 @@ def make_plan(settings: TrainSettings, n_train: int, *, device: str | None = Non
     epochs = auto_epochs(n_train) if settings.epochs == "auto" else settings.epochs
     if settings.epochs == "auto":
         notes.append(f"epochs auto: {epochs} for {n_train} training examples")
-    lr = settings.learning_rate or (2e-5 if settings.method == "full" else 2e-4)
+    lr = settings.learning_rate or (
+        2e-5 if settings.method == "full" else 5e-5 if settings.method in PREFERENCE_METHODS else 2e-4
+    )
     per_step = settings.batch_size * settings.gradient_accumulation
     steps_per_epoch = max(1, math.ceil(n_train / per_step))
     total = settings.max_steps or steps_per_epoch * epochs

@@ -25,6 +25,7 @@ from tailorlm.registry import Artifact
 from tailorlm.workspace import Workspace
 
 RECIPES: list[str] = [
+    "tailorlm.train.preference",  # dpo, kto, orpo on a LoRA adapter (TRL)
     "tailorlm.train.sft",  # supervised answers (full, LoRA, QLoRA, DoRA); keep it last
 ]
 

@@ -203,7 +203,9 @@ def _run(
     )
     main = distributed.is_main()  # under torchrun only rank 0 writes the registry, the audit log and files
     if main:
-        workspace.registry.add(run, parents=[dataset.id])
+        workspace.registry.add(
+            run, parents=[dataset.id, *getattr(train_split, "parents", [])]
+        )  # + a recipe's start model
         record_output(workspace, run_id)  # inside a queued job: the run it resumes if its worker dies
         workspace.audit.append(
             "train.start",

@@ -135,10 +135,12 @@ def last_checkpoint(run_dir: Path) -> Path | None:
 
 
 class MetricsLogger(TrainerCallback):
-    """Appends one JSON line per logging step: loss, val loss, lr, grad norm, tokens/s."""
+    """Appends one JSON line per logging step: loss, val loss, lr, grad norm, tokens/s (and the logged values
+    whose names start with one of `prefixes`, `/` written `_`: e.g. preference training's `rewards/margins`)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, prefixes: tuple[str, ...] = ()) -> None:
         self.path = path
+        self.prefixes = prefixes
         self._last: tuple[float, int] | None = None
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **_: Any) -> None:
@@ -155,6 +157,9 @@ class MetricsLogger(TrainerCallback):
         ):
             if key in logs:
                 row[name] = float(logs[key])
+        for key, value in logs.items():
+            if key.startswith(self.prefixes) and self.prefixes and isinstance(value, int | float):
+                row[key.replace("/", "_")] = float(value)
         if "loss" in logs and self._last is not None and now > self._last[0]:
             row["tokens_per_s"] = round((seen - self._last[1]) / (now - self._last[0]), 1)
         if "loss" in logs or self._last is None:
