@@ -37,8 +37,8 @@ demo: install $(VENV)/.demo-model $(VENV)/.ner-models  ## the quickstart: SmolLM
 test: install $(VENV)/.real-models $(VENV)/.ner-models  ## every test: unit, integration and the real-model tier
 	$(PY) -m pytest -q
 
-check: install lint  ## lint and the unit tier (no integration, real-model or GPU tests)
-	$(PY) -m pytest -q -m "not integration and not real_model and not gpu"
+check: install lint  ## lint and the unit tier (no integration, real-model, GPU or chaos tests)
+	$(PY) -m pytest -q -m "not integration and not real_model and not gpu and not chaos"
 
 lint: install  ## ruff (with docstring rules), the format check, and mypy on src/ (configured in pyproject.toml)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -17,8 +17,10 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -29,6 +31,7 @@ from typing import Any
 from tailorlm import offline
 from tailorlm.audit import AuditLog
 from tailorlm.errors import NotFound, UserError
+from tailorlm.lifecycle import process_alive
 from tailorlm.registry import Artifact, Kind, Registry
 
 DEFAULT_WORKSPACE = "tailorlm-workspace"
@@ -64,7 +67,7 @@ def default_mode(*, folder: bool = False, executable: bool = False) -> int:
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{_owner_tag()}.", suffix=".tmp")
     try:
         os.fchmod(handle, default_mode())
         with os.fdopen(handle, "wb") as file:
@@ -120,6 +123,31 @@ def stable_hash(data: Any) -> str:
 
 def new_id(prefix: str) -> str:
     return f"{prefix}-{datetime.now(UTC).strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+_STAGING = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[^.]+\.(staging|tmp)$")
+
+
+def _owner_tag() -> str:
+    return f"{re.sub(r'[^A-Za-z0-9_]', '_', socket.gethostname())}-{os.getpid()}"
+
+
+def remove_abandoned_staging(folder: Path) -> list[Path]:
+    """Remove the hidden staging folders and temp files in `folder` left by a process that was killed:
+    those of a process of this machine that no longer runs, and those without an owner (earlier
+    versions). Returns what was removed."""
+    removed = []
+    host = _owner_tag().rsplit("-", 1)[0]
+    for path in [*folder.glob(".*.staging"), *folder.glob(".*.tmp")]:
+        match = _STAGING.match(path.name)
+        if match and (match["host"] != host or process_alive(int(match["pid"]))):
+            continue  # its owner may still be writing it
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 # --- the workspace -------------------------------------------------------------------------------
@@ -240,9 +268,13 @@ class Workspace:
 
     @contextmanager
     def staging(self, final: Path) -> Iterator[Path]:
-        """Build an artifact folder under a hidden name; rename it into place only if the block succeeds."""
+        """Build an artifact folder under a hidden name; rename it into place only if the block succeeds.
+
+        The hidden name carries this process's host and pid (`.v3.host-1234.x8k2.staging`), so the
+        staging folders of a process killed before it could clean up are removed by the next one."""
         final.parent.mkdir(parents=True, exist_ok=True)
-        temp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".staging"))
+        remove_abandoned_staging(final.parent)
+        temp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.{_owner_tag()}.", suffix=".staging"))
         try:
             temp.chmod(default_mode(folder=True))
             yield temp
@@ -252,6 +284,15 @@ class Workspace:
         finally:
             if temp.exists():
                 shutil.rmtree(temp, ignore_errors=True)
+
+    def integrity_problems(self) -> list[str]:
+        """What is wrong with the workspace's records: the database's own checks, and complete artifacts
+        whose folder or file is missing. Empty when sound."""
+        problems = self.registry.integrity_problems()
+        for artifact in self.registry.find(status="complete"):
+            if artifact.path and not self.path_of(artifact).exists():
+                problems.append(f"{artifact.id}: its {artifact.kind} at {artifact.path} is missing")
+        return problems
 
     # registry look-ups ------------------------------------------------------------------------
     def next_version(self, kind: Kind, name: str) -> str:

@@ -83,6 +83,19 @@ def docx_file(path: Path) -> Path:
     return path
 
 
+def xxe_docx(path: Path, docx: bytes) -> Path:
+    """A Word document whose document.xml declares an external entity (XXE) reading /etc/passwd."""
+    with zipfile.ZipFile(io.BytesIO(docx)) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as target:
+        for member in source.infolist():
+            data = source.read(member)
+            if member.filename == "word/document.xml":
+                prolog, _, rest = data.partition(b"?>")
+                data = prolog + b'?>\n<!DOCTYPE w:document [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>' + rest
+                data = data.replace(b"Opened software is final sale.", b"&xxe;")
+            target.writestr(member, data)
+    return path
+
+
 def xlsx_file(path: Path, sheets: dict[str, list[list[object]]]) -> Path:
     """A workbook with the given sheets (rows of values)."""
     import openpyxl
@@ -178,6 +191,7 @@ def build_corpus(folder: Path = CORPUS) -> None:
     docx = docx_file(folder / "_tmp.docx").read_bytes()
     (folder / "_tmp.docx").unlink()
     w("truncated.docx").write_bytes(docx[: len(docx) // 2])
+    xxe_docx(w("xxe.docx"), docx)
     zip_bomb(w("zip-bomb.docx"))
     text("csv-named.xlsx", "name,amount\nA,1\nB,2\n")
     xlsx_file(w("empty-workbook.xlsx"), {"Sheet1": []})

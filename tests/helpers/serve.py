@@ -8,7 +8,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -111,3 +111,30 @@ class RecordingMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         await self.app(scope, replay, send)
+
+
+def scripted_teacher(answer: Callable[[str], str]) -> Any:
+    """An OpenAI-compatible app whose replies are `answer(last user message)`, in `tailorlm serve`'s
+    response schema."""
+    from fastapi import FastAPI
+
+    from tailorlm.serve.schemas import AssistantMessage, ChatChoice, ChatCompletion, Usage
+
+    app = FastAPI()
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": "scripted", "object": "model", "created": 0, "owned_by": "test"}]}
+
+    @app.post("/v1/chat/completions")
+    def chat(body: dict[str, Any]) -> dict[str, Any]:
+        text = answer(body["messages"][-1]["content"])
+        return ChatCompletion(
+            id="chatcmpl-test",
+            created=int(time.time()),
+            model=body["model"],
+            choices=[ChatChoice(index=0, message=AssistantMessage(content=text), finish_reason="stop")],
+            usage=Usage(prompt_tokens=100, completion_tokens=50, total_tokens=150),
+        ).model_dump()
+
+    return app

@@ -32,7 +32,14 @@ def write_generated(folder: Path) -> dict[str, tuple[str, str]]:
     (folder / "long-line.md").write_text("word " * 400_000, encoding="utf-8")
     (folder / "long-field.csv").write_text('id,body\n1,"' + "x" * 1_000_000 + '"\n2,short\n', encoding="utf-8")
     (folder / "long-line.jsonl").write_text(json.dumps({"text": "y" * 1_000_000}) + "\n", encoding="utf-8")
+    (folder / "link-to-passwd.txt").symlink_to("/etc/passwd")
+    outside = folder.parent / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_text("# Not named by the user\n\nA file reached only through a link.\n")
+    (folder / "link-to-folder").symlink_to(outside)
     return {
+        "link-to-passwd.txt": ("failed", "a symbolic link to /etc/passwd: refused"),
+        "link-to-folder": ("failed", f"a symbolic link to {outside}: refused"),
         "binary.md": ("failed", "binary content, not text"),
         "long-line.md": ("ingested", ""),
         "long-field.csv": ("ingested", ""),

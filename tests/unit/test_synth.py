@@ -10,15 +10,14 @@ import io
 import json
 import re
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
-from helpers.serve import RecordingMiddleware, ServerThread, single_torch_thread
+from helpers.serve import RecordingMiddleware, ServerThread, scripted_teacher, single_torch_thread
 from tailorlm.config import Project, parse_project
 from tailorlm.dataset_splits import load_split
 from tailorlm.ingest import ingest
@@ -350,33 +349,6 @@ def test_a_chunk_too_long_for_the_teacher_is_refused_and_counted(teacher, worksp
 
 
 # --- the whole path with scripted teacher content ------------------------------------------------
-
-
-def scripted_teacher(answer: Callable[[str], str]) -> Any:
-    """An OpenAI-compatible app whose replies are `answer(last user message)`, in `tailorlm serve`'s
-    response schema."""
-    from fastapi import FastAPI
-
-    from tailorlm.serve.schemas import AssistantMessage, ChatChoice, ChatCompletion, Usage
-
-    app = FastAPI()
-
-    @app.get("/v1/models")
-    def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": "scripted", "object": "model", "created": 0, "owned_by": "test"}]}
-
-    @app.post("/v1/chat/completions")
-    def chat(body: dict[str, Any]) -> dict[str, Any]:
-        text = answer(body["messages"][-1]["content"])
-        return ChatCompletion(
-            id="chatcmpl-test",
-            created=int(time.time()),
-            model=body["model"],
-            choices=[ChatChoice(index=0, message=AssistantMessage(content=text), finish_reason="stop")],
-            usage=Usage(prompt_tokens=100, completion_tokens=50, total_tokens=150),
-        ).model_dump()
-
-    return app
 
 
 def test_prepare_builds_synthetic_examples_from_teacher_json(workspace, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -132,15 +133,21 @@ def test_resume_matches_an_uninterrupted_run(tiny_model_dir, workspace, tmp_path
         max_steps=12,
         save_steps=6,
         eval_steps=6,
-        logging_steps=2,
+        logging_steps=4,  # the checkpoint at step 6 falls between two logs
         lora={"r": 8, "alpha": 16, "dropout": 0.1},
     )
     whole = train(workspace, project)
     with pytest.raises(KeyboardInterrupt):
         train(workspace, project, force=True, callbacks=[StopAt(6)])
     interrupted = next(r for r in workspace.registry.find("run") if r.status == "interrupted")
+    time.sleep(1.1)  # a resume that rewrote `created` would show it
     resumed = train(workspace, project, resume=interrupted.id)
     assert resumed.run.id == interrupted.id and resumed.run.status == "complete"
+    assert resumed.run.created_at == interrupted.created_at
+    # The whole run's mean loss, as the uninterrupted run reports it (not the mean after the resume).
+    assert resumed.metrics["train_loss"] == pytest.approx(whole.metrics["train_loss"], rel=1e-4)
+    mean = lambda result: [r["train_loss_mean"] for r in result.metrics_rows() if "train_loss_mean" in r]  # noqa: E731
+    assert mean(resumed)[-1] == pytest.approx(whole.metrics["train_loss"], rel=1e-4)
     a = load_file(whole.run_dir / "adapter" / "adapter_model.safetensors")
     b = load_file(resumed.run_dir / "adapter" / "adapter_model.safetensors")
     assert a.keys() == b.keys()

@@ -37,6 +37,7 @@ from tailorlm.cli.common import (
 )
 from tailorlm.config import Method
 from tailorlm.errors import UserError
+from tailorlm.lifecycle import exit_code, signal_of
 from tailorlm.output import console, err, print_json, print_table
 from tailorlm.registry import DatasetMeta
 
@@ -170,8 +171,12 @@ def ingest(
     paths: Annotated[list[Path], typer.Argument(help="Files and folders to ingest.")],
     workspace: WorkspaceOption = None,
     max_file_mb: Annotated[float, typer.Option(help="Refuse files larger than this.")] = 100.0,
+    follow_links: Annotated[
+        bool,
+        typer.Option(help="Read what symbolic links point to (recording the real file); by default links are refused."),
+    ] = False,
 ) -> None:
-    """Read company files into documents with provenance (unchanged files are skipped).
+    """Read company files into documents with provenance (unchanged files are skipped; links are refused).
 
     \b
     Example:
@@ -180,10 +185,10 @@ def ingest(
     from tailorlm.ingest import ingest as run_ingest
 
     ws = _workspace(workspace)
-    missing = [str(path) for path in paths if not path.exists()]
+    missing = [str(path) for path in paths if not path.exists() and not path.is_symlink()]
     if missing:
         raise FileNotFoundError(f"not found: {', '.join(missing)}")
-    report = run_ingest(ws, paths, max_file_mb=max_file_mb, progress=_progress())
+    report = run_ingest(ws, paths, max_file_mb=max_file_mb, progress=_progress(), follow_links=follow_links)
     rows = []
     for result in report.files:
         style = {"failed": "red", "partial": "yellow", "unchanged": "dim"}.get(result.status, "green")
@@ -239,7 +244,7 @@ def train(
         _choices("method", typing.get_args(Method)) | None,  # type: ignore[valid-type]
         typer.Option(help="Override train.method."),
     ] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Override train.max_steps.")] = None,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Override train.max_steps (at least 1).")] = None,
     force: Annotated[bool, typer.Option(help="Train even if an identical run exists.")] = False,
     gpus: Annotated[
         int | None, typer.Option(help="Train on N GPUs of this machine (torchrun, one process each).")
@@ -289,11 +294,11 @@ def train(
             force=force,
             progress=_progress(),
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         interrupted = ws.registry.find("run", status="interrupted")
         hint = f" Resume with: tailorlm train --resume {interrupted[0].id}" if interrupted else ""
-        err.print(f"[yellow]interrupted.{hint}[/]")
-        raise typer.Exit(130) from None
+        err.print(f"[yellow]interrupted ({signal_of(stop)}).{hint}[/]")
+        raise typer.Exit(exit_code(stop)) from None
     if not distributed.is_main():
         return  # rank 0 reports for the launch
     if result.skipped:
@@ -304,9 +309,14 @@ def train(
 def _override_train(project, **overrides: Any):
     changes = {key: value for key, value in overrides.items() if value is not None}
     if changes:
-        from tailorlm.config import TrainSettings
+        from pydantic import ValidationError
 
-        project.train = TrainSettings.model_validate({**project.train.model_dump(), **changes})
+        from tailorlm.config import ConfigError, TrainSettings, format_validation_error
+
+        try:
+            project.train = TrainSettings.model_validate({**project.train.model_dump(), **changes})
+        except ValidationError as error:  # named as the user gave it: the option and the setting it overrides
+            raise ConfigError(format_validation_error(error, "train options on the command line")) from None
     return project
 
 

@@ -18,6 +18,7 @@ import typer
 
 from tailorlm import offline
 from tailorlm.errors import UserError
+from tailorlm.lifecycle import exit_code, signal_of, stop_signals
 from tailorlm.output import console, err, print_error, show
 from tailorlm.progress import Progress, for_console
 
@@ -49,15 +50,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def command(function: F) -> F:
-    """Air-gap every verb; a user's mistake becomes `error:` + `hint:` lines and exit 1, not a traceback."""
+    """Air-gap every verb; a user's mistake becomes `error:` + `hint:` lines and exit 1, not a traceback;
+    SIGTERM stops a verb like Ctrl-C (`tailorlm.lifecycle`): one line, exit 128 + the signal's number."""
 
     @functools.wraps(function)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         offline.enforce()
         try:
-            return function(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            with stop_signals():
+                return function(*args, **kwargs)
+        except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt as stop:
+            err.print(f"[yellow]interrupted ({signal_of(stop)})[/]")
+            raise typer.Exit(exit_code(stop)) from None
         except UserError as error:
             print_error(error.message, error.hint)
             raise typer.Exit(1) from None

@@ -11,6 +11,7 @@ import typer
 
 from tailorlm.cli import app, data_app, models_app
 from tailorlm.cli.common import JsonOption, ProjectOption, WorkspaceOption, _as_dict, _project, _workspace, command
+from tailorlm.lifecycle import shown_status
 from tailorlm.output import console, print_json, print_table
 from tailorlm.registry import DatasetMeta, DocumentMeta, ModelMeta, RunMeta
 
@@ -20,7 +21,7 @@ from tailorlm.registry import DatasetMeta, DocumentMeta, ModelMeta, RunMeta
 @app.command()
 @command
 def runs(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None:
-    """List training runs.
+    """List training runs; a run whose process is gone (killed) shows as `interrupted`, resumable with `train --resume`.
 
     \b
     Example:
@@ -28,6 +29,8 @@ def runs(workspace: WorkspaceOption = None, as_json: JsonOption = False) -> None
     """
     ws = _workspace(workspace)
     found = ws.registry.find("run")
+    for run in found:  # a run whose process is gone (killed) is shown as interrupted: resumable
+        run.status = shown_status(run)
     if as_json:
         print_json([_as_dict(run) for run in found])
         return

@@ -6,7 +6,9 @@
 
 The evaluation is a registry row (`kind="evaluation"`) created `running` once the suite is valid,
 and `complete` only when `evals/<id>/` (results.jsonl, summary.json, report.html) has been renamed
-into place; any error marks it `failed` and leaves no folder.
+into place; any error marks it `failed` and leaves no folder. While it runs, its row names its owner
+(pid, host, heartbeat); SIGTERM or Ctrl-C marks it `interrupted` (`tailorlm.lifecycle`), and the
+answers generated so far stay in the generation cache for the next evaluation.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tailorlm.evaluate.judging import judge_answers
 from tailorlm.evaluate.report import write_evaluation
 from tailorlm.evaluate.scoring import Score, compact_details, compare_to_reference, finite, score_candidate
 from tailorlm.evaluate.suite import LOSS_TASKS, Suite, plan_suite
+from tailorlm.lifecycle import current_owner, heartbeat, stop_signals
 from tailorlm.offline import enforce
 from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, EvaluationMeta
@@ -101,6 +104,7 @@ def evaluate(
         cases=len(suite.cases),
         runs=[r.id for r in suite.runs],
         dataset=suite.dataset.id if suite.dataset else None,
+        owner=current_owner(),
     )
     workspace.registry.add(
         Artifact(
@@ -117,9 +121,11 @@ def evaluate(
     )
     cache = GenerationCache.for_workspace(workspace)
     try:
-        summary, rows, gate_result = _run(suite, project, cache, progress, eval_id)
-        write_evaluation(workspace, final, summary, rows)
+        with stop_signals(), heartbeat(workspace.registry, eval_id):
+            summary, rows, gate_result = _run(suite, project, cache, progress, eval_id)
+            write_evaluation(workspace, final, summary, rows)
         meta = meta.replace(
+            owner=None,
             scores=flat_scores(summary["scores"]),
             gate={"passed": gate_result.passed, "unmet": gate_result.unmet} if gate_result else None,
             gates=summary.get("gates"),
@@ -129,7 +135,7 @@ def evaluate(
         )
     except BaseException as error:
         status = "interrupted" if isinstance(error, KeyboardInterrupt) else "failed"
-        workspace.registry.update(eval_id, status=status, meta=meta.replace(error=str(error)))
+        workspace.registry.update(eval_id, status=status, meta=meta.replace(error=str(error), owner=None))
         workspace.audit.append(f"evaluate.{status}", inputs=parents, outputs=[eval_id], error=str(error))
         raise
     finally:

@@ -4,7 +4,9 @@
 `[Content_Types].xml` declares its main part (Word document, Excel workbook...), so a DOCX named
 .xlsx, or a workbook named .bin, still reaches the right reader. `check_package(path, kind)` opens
 the ZIP's central directory only, and refuses it before anything is extracted when its declared
-uncompressed size, compression ratio or member count is out of bounds.
+uncompressed size, compression ratio or member count is out of bounds, or when an XML part declares a
+document type (DTD): Office never writes one, and it is how an external entity (XXE) or an entity
+bomb would get in, so no parser ever sees it.
 """
 
 from __future__ import annotations
@@ -70,12 +72,23 @@ def package_kind(head: bytes) -> str | None:
     return None
 
 
+def _declares_doctype(archive: zipfile.ZipFile, member: zipfile.ZipInfo) -> bool:
+    """True when the XML part has a `<!DOCTYPE` (in the prolog, before the root element)."""
+    with archive.open(member) as part:
+        head = part.read(64 * 1024)
+    for encoding in ("utf-8", "utf-16"):
+        text = head.decode(encoding, errors="ignore")
+        if "<!DOCTYPE" in text.upper() or "<!ENTITY" in text.upper():
+            return True
+    return False
+
+
 def check_package(path: Path, kind: str) -> None:
     """Refuse a file that is not a sane `kind` package, before anything is extracted.
 
     Raises:
-        ReadError: not a ZIP, a declared size or ratio of a zip bomb, too many members, or a package
-            of another kind (an XLSX named .docx).
+        ReadError: not a ZIP, a declared size or ratio of a zip bomb, too many members, an XML part
+            declaring a DOCTYPE (XXE), or a package of another kind (an XLSX named .docx).
     """
     label = kind.upper()
     try:
@@ -108,5 +121,11 @@ def check_package(path: Path, kind: str) -> None:
             raise ReadError(f"not a {label} file: a ZIP archive without [Content_Types].xml")
         with archive.open("[Content_Types].xml") as part:
             actual = _kind_from_content_types(part.read(1 << 20))
+        for member in members:
+            if member.filename.endswith((".xml", ".rels")) and _declares_doctype(archive, member):
+                raise ReadError(
+                    f"refused: part {member.filename!r} of the {label} declares a DOCTYPE (external or "
+                    "internal entities); Office files never do, and it is not resolved"
+                )
     if actual is not None and actual != kind:
         raise ReadError(f"not a {label} file: the package is a {actual.upper()} (rename it to .{actual})")

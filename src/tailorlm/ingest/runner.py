@@ -23,7 +23,7 @@ from tailorlm.ingest.readers import READERS, Reader, reader_for
 from tailorlm.ingest.source import reading
 from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, DocumentMeta
-from tailorlm.workspace import Workspace, atomic_write_jsonl, sha256_file, stable_hash
+from tailorlm.workspace import Workspace, atomic_write_jsonl, remove_abandoned_staging, sha256_file, stable_hash
 
 HEAD_BYTES = 8192  # what content sniffers see
 
@@ -58,25 +58,62 @@ def _check_reader_options(reader_options: Mapping[str, Any] | None) -> dict[str,
     return checked
 
 
-def _files(paths: Sequence[Path | str], workspace: Path, problems: list[FileResult]) -> list[Path]:
-    """Every file to read: explicit files as given, folders walked sorted, hidden entries and the
-    workspace itself (a project folder often holds it) skipped."""
+LINK_REFUSED = (
+    "a symbolic link to {target}: refused, a link can bring in files from outside what you named "
+    "(pass --follow-links to read what it points to)"
+)
+
+
+def _files(
+    paths: Sequence[Path | str], workspace: Path, problems: list[FileResult], *, follow_links: bool = False
+) -> dict[Path, Path | None]:
+    """Every file to read, as {file: the link it was reached through, if any}: explicit files as given,
+    folders walked sorted, hidden entries and the workspace itself (a project folder often holds it)
+    skipped. Symbolic links (to files or folders) are refused and reported, each by name, unless
+    `follow_links`: then the real file is read and the link recorded."""
 
     def unreadable_folder(error: OSError) -> None:
         problems.append(FileResult(str(error.filename), "failed", None, 0, f"can't list folder: {error.strerror}"))
 
-    found: dict[Path, None] = {}
-    for given in paths:
-        path = Path(os.path.abspath(given))
-        if path.is_dir():
-            for root, folders, names in os.walk(path, onerror=unreadable_folder):
-                folders[:] = sorted(f for f in folders if not f.startswith(".") and Path(root, f) != workspace)
-                found.update((Path(root) / n, None) for n in sorted(names) if not n.startswith("."))
-        elif path.exists() or path.is_symlink():
-            found[path] = None
+    found: dict[Path, Path | None] = {}
+    walked: set[Path] = set()  # real folders already walked (a followed link may loop)
+
+    def add(path: Path, via: Path | None) -> None:
+        if path.is_symlink():
+            target = Path(os.path.realpath(path))
+            if not follow_links:
+                problems.append(FileResult(str(path), "failed", None, 0, LINK_REFUSED.format(target=target)))
+            elif target.is_dir():
+                walk(target, via or path)
+            elif target.exists():
+                found.setdefault(target, via or path)
+            else:
+                problems.append(
+                    FileResult(str(path), "failed", None, 0, f"a symbolic link to {target}, which is missing")
+                )
+        elif path.is_dir():
+            walk(path, via)
+        elif path.exists():
+            found.setdefault(path, via)
         else:
             problems.append(FileResult(str(path), "failed", None, 0, "no such file or folder"))
-    return list(found)
+
+    def walk(folder: Path, via: Path | None) -> None:
+        real = Path(os.path.realpath(folder))
+        if real in walked:
+            return
+        walked.add(real)
+        for root, folders, names in os.walk(folder, onerror=unreadable_folder):
+            kept = sorted(f for f in folders if not f.startswith(".") and Path(root, f) != workspace)
+            folders[:] = [f for f in kept if not Path(root, f).is_symlink()]
+            for link in (Path(root, f) for f in kept if Path(root, f).is_symlink()):
+                add(link, via)
+            for name in sorted(n for n in names if not n.startswith(".")):
+                add(Path(root) / name, via)
+
+    for given in paths:
+        add(Path(os.path.abspath(given)), None)
+    return found
 
 
 def _unchanged(workspace: Workspace, artifact_id: str, sha: str, key: str) -> Artifact | None:
@@ -110,9 +147,9 @@ def _read(
 
 
 def _ingest_file(
-    workspace: Workspace, path: Path, max_file_mb: float, options: dict[str, dict[str, Any]]
+    workspace: Workspace, path: Path, max_file_mb: float, options: dict[str, dict[str, Any]], link: Path | None = None
 ) -> FileResult:
-    shown = str(path)
+    shown = str(link or path)
 
     def failed(error: str, sha: str | None = None, warnings: list[str] | None = None) -> FileResult:
         return FileResult(shown, "failed", sha, 0, error, warnings or [])
@@ -158,7 +195,8 @@ def _ingest_file(
             path=workspace.relative(target),
             key=key,
             meta=DocumentMeta(
-                source_path=shown,
+                source_path=str(path),
+                link=str(link) if link else None,
                 reader=chosen.name,
                 documents=len(documents),
                 bytes=info.st_size,
@@ -176,6 +214,7 @@ def ingest(
     max_file_mb: float = 100.0,
     reader_options: dict[str, dict[str, Any]] | None = None,
     progress: Progress = SILENT,
+    follow_links: bool = False,
 ) -> IngestReport:
     """Read files and folders into the workspace's documents; see the module docstring for the rules.
 
@@ -186,6 +225,8 @@ def ingest(
         reader_options: Per-reader options, e.g. `{"pdf": {"engine": "docling"}, "email":
             {"company_domains": ["acme.com"]}, "csv": {"delimiter": ";"}, "jsonl": {"text_field": "text"}}`.
         progress: Counts the files read (a task named after the paths).
+        follow_links: Read what symbolic links point to (the documents' provenance names the real file,
+            the registry row the link too); by default every link is refused and reported.
 
     Raises:
         ValueError: `reader_options` names a reader, option or value that doesn't exist.
@@ -194,12 +235,13 @@ def ingest(
         raise ValueError(f"max_file_mb must be > 0 (got {max_file_mb})")
     options = _check_reader_options(reader_options)
     offline.enforce()
+    remove_abandoned_staging(workspace.documents_dir)  # a killed ingest's half-written documents file
     results: list[FileResult] = []
-    files = _files(paths, workspace.root, results)
+    files = _files(paths, workspace.root, results, follow_links=follow_links)
     label = f"ingest {paths[0]}" if len(paths) == 1 else f"ingest {len(paths)} paths"
     with progress.task(label, total=len(files), unit="files") as task:
-        for path in files:
-            results.append(_ingest_file(workspace, path, max_file_mb, options))
+        for path, link in files.items():
+            results.append(_ingest_file(workspace, path, max_file_mb, options, link))
             task.advance(1)
 
     report = IngestReport(results)
@@ -214,6 +256,7 @@ def ingest(
         partial=[{"path": r.path, "warnings": r.warnings} for r in results if r.status == "partial"],
         reader_options=options,
         max_file_mb=max_file_mb,
+        links={str(link): str(path) for path, link in files.items() if link} if follow_links else None,
     )
     return report
 

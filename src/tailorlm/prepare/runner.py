@@ -8,6 +8,10 @@
 5. quality filters, exact + near duplicate removal, the split by source, the contamination check;
 6. write train/val/test.jsonl, card.json, card.md (and chunks.jsonl) into a staging folder renamed
    into place, then register the dataset (parents: the documents) and append an audit event.
+
+SIGTERM or Ctrl-C stops it where it is (`tailorlm.lifecycle`): nothing half-written is left (the staging
+folder is removed; one a SIGKILL left is removed by the next prepare), the teacher's replies so far are
+kept for the next run, and a `prepare.interrupted` audit event says so.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from tailorlm.dataset_splits import SPLITS
 from tailorlm.documents import Ingest
 from tailorlm.formats.examples import Example
 from tailorlm.formats.preference import rejected_of
+from tailorlm.lifecycle import signal_of, stop_signals
 from tailorlm.prepare.builders import get_builder
 from tailorlm.prepare.builders.documents import Chunk, base_tokenizer
 from tailorlm.prepare.card import CardInputs, build_card, render_markdown
@@ -49,6 +54,7 @@ from tailorlm.workspace import (
     atomic_write_json,
     atomic_write_jsonl,
     atomic_write_text,
+    remove_abandoned_staging,
     sha256_file,
     stable_hash,
 )
@@ -87,6 +93,18 @@ def prepare(
             source, or no examples at all. Nothing is written then.
     """
     offline.enforce(project.allow_hosts)
+    remove_abandoned_staging(workspace.dataset_dir(project.dataset_name, "v1").parent)  # a SIGKILL's leftovers
+    with stop_signals():
+        try:
+            return _prepare(workspace, project, ingest=ingest, progress=progress, force=force)
+        except KeyboardInterrupt as stop:
+            workspace.audit.append("prepare.interrupted", dataset=project.dataset_name, signal=signal_of(stop))
+            raise
+
+
+def _prepare(
+    workspace: Workspace, project: Project, *, ingest: Ingest | None, progress: Progress, force: bool
+) -> PrepareResult:
     say = progress.say
     if not project.sources:
         raise PrepareError("the project has no sources: add files or folders under `sources:`")

@@ -44,6 +44,7 @@ from typing import Any
 
 from tailorlm.config import Project, SynthesizeSettings
 from tailorlm.formats.examples import Example
+from tailorlm.lifecycle import pause_point
 from tailorlm.prepare import PrepareError
 from tailorlm.prepare.builders.documents import Chunk, token_counter
 from tailorlm.progress import SILENT, Progress, Task
@@ -484,6 +485,7 @@ def _ask_all(
         in_flight -= 1
         counts["calls"] += 1
         if outcome.row is not None:
+            pause_point("synthesize.reply")  # the chaos tests kill a run here, a reply in hand not yet saved
             writer.append(outcome.row)
             counts["answered"] += 1
             replies[outcome.key] = outcome.row["reply"]

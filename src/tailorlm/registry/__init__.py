@@ -14,6 +14,7 @@ from tailorlm.registry.meta import (
     Kind,
     MetaError,
     ModelMeta,
+    Owner,
     RunMeta,
     Status,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "Kind",
     "MetaError",
     "ModelMeta",
+    "Owner",
     "Registry",
     "RunMeta",
     "Status",

@@ -53,11 +53,25 @@ class Strict(BaseModel):
         return handler(data)
 
 
+class Owner(Strict):
+    """The process making a `running` artifact, so a reader can tell a live run from a dead one
+    (see `tailorlm.lifecycle`)."""
+
+    pid: int = Field(description="Its process id.")
+    host: str = Field(description="The machine it runs on.")
+    started: str = Field(description="When it started (UTC, ISO 8601).")
+    heartbeat: str = Field(description="When it last said it was alive (UTC, ISO 8601).")
+    pid_started: int | None = Field(
+        None, description="The process's start time in clock ticks since boot (Linux), to tell a reused pid."
+    )
+
+
 class Meta(Strict):
     """Fields every kind shares."""
 
     kind: ClassVar[Kind]
     error: str | None = Field(None, description="Why making the artifact failed, when it did.")
+    owner: Owner | None = Field(None, description="The process making it, while it is running.")
 
     def replace(self, **changes: Any) -> Self:
         """A copy with some fields changed, validated like a new one."""
@@ -68,7 +82,8 @@ class DocumentMeta(Meta):
     """One ingested file: its documents are in the workspace's documents/ folder."""
 
     kind: ClassVar[Kind] = "document"
-    source_path: str | None = Field(None, description="The file as the user named it.")
+    source_path: str | None = Field(None, description="The file as the user named it (the real file, for a link).")
+    link: str | None = Field(None, description="The symbolic link it was reached through (`ingest --follow-links`).")
     reader: str | None = Field(None, description="The reader that read it (e.g. pdf, email).")
     documents: int = Field(0, ge=0, description="How many documents it gave.")
     bytes: int | None = Field(None, ge=0, description="The file's size.")

@@ -116,9 +116,12 @@ class Registry:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        from tailorlm.lifecycle import pause_point
+
         self._connection.execute("BEGIN IMMEDIATE")
         try:
             yield self._connection
+            pause_point("registry.write")  # the chaos tests kill a process here, mid-transaction
         except BaseException:
             self._connection.execute("ROLLBACK")
             raise
@@ -192,6 +195,23 @@ class Registry:
         with self.transaction() as connection:
             connection.execute(f"UPDATE artifacts SET {columns} WHERE id = ?", (*changes.values(), artifact_id))
         return self.get(artifact_id)
+
+    def beat(self, artifact_id: str, at: str) -> None:
+        """Set a running artifact's `meta.owner.heartbeat` (from the heartbeat thread: its own connection)."""
+        with sqlite3.connect(self.path, timeout=30) as connection:
+            connection.execute(
+                "UPDATE artifacts SET meta = json_set(meta, '$.owner.heartbeat', ?)"
+                " WHERE id = ? AND status = 'running' AND json_extract(meta, '$.owner') IS NOT NULL",
+                (at, artifact_id),
+            )
+        connection.close()
+
+    def integrity_problems(self) -> list[str]:
+        """What SQLite's `PRAGMA integrity_check` and `foreign_key_check` find wrong (empty when sound)."""
+        found = [row[0] for row in self._connection.execute("PRAGMA integrity_check")]
+        problems = [line for line in found if line != "ok"]
+        problems += [f"foreign key: {tuple(row)}" for row in self._connection.execute("PRAGMA foreign_key_check")]
+        return problems
 
     def get(self, artifact_id: str) -> Artifact:
         row = self._connection.execute("SELECT * FROM artifacts WHERE id = ?", (artifact_id,)).fetchone()

@@ -21,6 +21,7 @@ from tailorlm import offline
 from tailorlm.config import ServeSettings
 from tailorlm.errors import UserError
 from tailorlm.governance import require_release
+from tailorlm.lifecycle import stop_signals
 from tailorlm.modeling import ModelRef, resolve_model
 from tailorlm.workspace import Workspace
 
@@ -155,7 +156,10 @@ def serve(
             port=port,
             no_auth=no_auth,
         )
-        uvicorn.run(app, host=host, port=port, log_level="info", log_config=logging_setup, timeout_graceful_shutdown=5)
+        with stop_signals():  # uvicorn re-raises the SIGTERM it caught: to us, so `serve.stop` is written
+            uvicorn.run(
+                app, host=host, port=port, log_level="info", log_config=logging_setup, timeout_graceful_shutdown=5
+            )
     finally:
         engine.close()
         request_log.close()

@@ -22,9 +22,11 @@ from tailorlm.errors import UserError
 from tailorlm.formats.examples import Example
 from tailorlm.formats.preference import desirable_of, rejected_of
 from tailorlm.formats.templates import ensure_chat_template, render
+from tailorlm.lifecycle import Interrupted, stop_requested
 from tailorlm.modeling import ModelRef, add_adapters, load_base_model, resolve_model
 from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact
+from tailorlm.train.checkpoints import StopAndWholeRunLoss, save_checkpoints_atomically
 from tailorlm.train.plan import Plan
 from tailorlm.train.sft import MetricsLogger, ReportProgress
 from tailorlm.workspace import Workspace
@@ -183,8 +185,13 @@ def fine_tune(
         train_dataset=Dataset.from_list(train_split.rows),
         eval_dataset=Dataset.from_list(val_split.rows) if has_val and val_split is not None else None,
         processing_class=tokenizer,
-        callbacks=[MetricsLogger(run_dir / "metrics.jsonl", METRIC_PREFIXES), *(callbacks or [])],
+        callbacks=[
+            StopAndWholeRunLoss(),
+            MetricsLogger(run_dir / "metrics.jsonl", METRIC_PREFIXES),
+            *(callbacks or []),
+        ],
     )
+    save_checkpoints_atomically(trainer)  # as in sft.py: complete or absent, SIGTERM at a step's end
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     reporter = ReportProgress(progress)
@@ -195,6 +202,8 @@ def fine_tune(
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
         reporter.close()
+    if signal_name := stop_requested():
+        raise Interrupted(signal_name)
     metrics = dict(output.metrics)
     if has_val:
         metrics.update(trainer.evaluate())

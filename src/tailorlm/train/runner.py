@@ -2,12 +2,15 @@
 
 `train()` resolves the dataset, picks the recipe for the task and method (`recipes.py`: supervised
 answers in `sft.py`, ...), has it tokenise the splits, plans device defaults, and hands over to it.
-A run interrupted (Ctrl-C, crash) keeps its checkpoints; `train(resume=RUN)` continues the
-learning-rate schedule and the data position exactly.
+A running run records its owner (pid, host, heartbeat), so a killed one shows as `interrupted`.
+SIGTERM or Ctrl-C checkpoints at the end of the current step and marks the run `interrupted`; a run
+killed outright keeps its complete checkpoints. `train(resume=RUN)` continues the learning-rate
+schedule and the data position exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,10 +24,12 @@ from tailorlm.checks import describe, problems
 from tailorlm.config import Project, TrainSettings
 from tailorlm.errors import UserError
 from tailorlm.jobs import record_output
+from tailorlm.lifecycle import current_owner, heartbeat, owner_alive, signal_of, stop_signals
 from tailorlm.modeling import check_model_dir, load_tokenizer
 from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, RunMeta
 from tailorlm.train import distributed
+from tailorlm.train.checkpoints import last_checkpoint
 from tailorlm.train.data import EmptyDatasetError
 from tailorlm.train.plan import Plan, describe_plan, make_plan
 from tailorlm.train.recipes import recipe_for
@@ -78,8 +83,21 @@ def train(
     """
     offline.enforce(project.allow_hosts if project else ())
     distributed.check_world()
-    if resume:
-        return _resume(workspace, resume, callbacks=callbacks, progress=progress)
+    with stop_signals(defer=True):  # SIGTERM/Ctrl-C: checkpoint at the end of the step, then stop
+        if resume:
+            return _resume(workspace, resume, callbacks=callbacks, progress=progress)
+        return _start(workspace, project, dataset=dataset, force=force, callbacks=callbacks, progress=progress)
+
+
+def _start(
+    workspace: Workspace,
+    project: Project,
+    *,
+    dataset: str | None,
+    force: bool,
+    callbacks: list[Any] | None,
+    progress: Progress,
+) -> TrainResult:
     if wrong := problems(project, before="train", workspace=workspace):
         raise TrainError(describe(wrong))
     settings = project.train
@@ -128,7 +146,7 @@ def _write_config(
 
 
 def _resume(workspace: Workspace, run_ref: str, *, callbacks: list[Any] | None, progress: Progress) -> TrainResult:
-    from tailorlm.train.sft import last_checkpoint
+    from tailorlm.train.checkpoints import remove_partial, resume_point
 
     try:
         run = workspace.registry.get(run_ref)
@@ -137,9 +155,15 @@ def _resume(workspace: Workspace, run_ref: str, *, callbacks: list[Any] | None, 
     run_dir = workspace.path_of(run)
     if run.status == "complete":
         raise TrainError(f"run {run.id} is already complete; nothing to resume")
-    checkpoint = last_checkpoint(run_dir)
-    if checkpoint is None:
+    owner = run.meta.owner
+    if run.status == "running" and owner is not None and owner.pid != os.getpid() and owner_alive(owner):
+        raise TrainError(f"run {run.id} is still running (pid {owner.pid} on {owner.host}); stop it before resuming")
+    remove_partial(run_dir)  # what a kill mid-save left
+    if last_checkpoint(run_dir) is None:
         raise TrainError(f"run {run.id} has no checkpoint to resume from (it stopped before the first save)")
+    checkpoint = resume_point(run_dir)
+    if checkpoint is None:  # only the last step's: trained again from the start, to the same weights
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
     config = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
     settings = TrainSettings.model_validate(config["train"])
     dataset_artifact = workspace.registry.get(config["dataset"])
@@ -155,6 +179,7 @@ def _resume(workspace: Workspace, run_ref: str, *, callbacks: list[Any] | None, 
         callbacks,
         progress,
         resume_from=checkpoint,
+        created_at=run.created_at,
     )
 
 
@@ -170,6 +195,7 @@ def _run(
     callbacks: list[Any] | None,
     progress: Progress,
     resume_from: Path | None = None,
+    created_at: str | None = None,
 ) -> TrainResult:
     recipe_name, recipe = recipe_for(settings, task)
     tokenizer = load_tokenizer(base_model)
@@ -190,6 +216,7 @@ def _run(
         dataset=dataset.id,
         plan=plan.to_json(),
         data=data,
+        owner=current_owner(),
     )
     run = Artifact(
         id=run_id,
@@ -200,6 +227,7 @@ def _run(
         path=workspace.relative(run_dir),
         status="running",
         meta=meta,
+        **({"created_at": created_at} if created_at else {}),  # a resumed run keeps its start
     )
     main = distributed.is_main()  # under torchrun only rank 0 writes the registry, the audit log and files
     if main:
@@ -215,34 +243,43 @@ def _run(
             resumed_from=str(resume_from) if resume_from else None,
         )
     try:
-        metrics = recipe.fine_tune(
-            run_dir=run_dir,
-            base_model=base_model,
-            tokenizer=tokenizer,
-            settings=settings,
-            plan=plan,
-            train_split=train_split,
-            val_split=val_split,
-            resume_from=resume_from,
-            callbacks=callbacks,
-            progress=progress,
-        )
-    except KeyboardInterrupt:
+        with heartbeat(workspace.registry, run_id) if main else contextlib.nullcontext():
+            metrics = recipe.fine_tune(
+                run_dir=run_dir,
+                base_model=base_model,
+                tokenizer=tokenizer,
+                settings=settings,
+                plan=plan,
+                train_split=train_split,
+                val_split=val_split,
+                resume_from=resume_from,
+                callbacks=callbacks,
+                progress=progress,
+            )
+    except KeyboardInterrupt as stop:
         if main:
-            workspace.registry.update(run_id, status="interrupted")
-            workspace.audit.append("train.interrupted", outputs=[run_id])
+            checkpoint = last_checkpoint(run_dir)
+            workspace.registry.update(run_id, status="interrupted", meta=meta.replace(owner=None))
+            workspace.audit.append(
+                "train.interrupted",
+                outputs=[run_id],
+                signal=signal_of(stop),
+                checkpoint=checkpoint.name if checkpoint else None,
+            )
         raise
     except BaseException as error:
         if main:
-            workspace.registry.update(run_id, status="failed", meta=meta.replace(error=str(error)))
+            workspace.registry.update(run_id, status="failed", meta=meta.replace(error=str(error), owner=None))
             workspace.audit.append("train.failed", outputs=[run_id], error=str(error))
         raise
     artifact_dir = run_dir / ("model" if settings.method == "full" else "adapter")
     metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    meta = meta.replace(metrics=metrics, artifact=artifact_dir.name)
+    meta = meta.replace(metrics=metrics, artifact=artifact_dir.name, owner=None)
     if not main:
         return TrainResult(run, run_dir, plan, metrics, data)
-    atomic_write_json(run_dir / "run.json", {"id": run_id, "status": "complete", **meta.model_dump(exclude={"error"})})
+    atomic_write_json(
+        run_dir / "run.json", {"id": run_id, "status": "complete", **meta.model_dump(exclude={"error", "owner"})}
+    )
     run = workspace.registry.update(
         run_id,
         status="complete",

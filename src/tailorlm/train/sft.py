@@ -17,9 +17,11 @@ from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tailorlm.config import TrainSettings
 from tailorlm.dataset_splits import load_split
+from tailorlm.lifecycle import Interrupted, stop_requested
 from tailorlm.modeling import add_adapters, load_base_model
 from tailorlm.progress import SILENT, Progress, Task
 from tailorlm.registry import Artifact
+from tailorlm.train.checkpoints import StopAndWholeRunLoss, save_checkpoints_atomically
 from tailorlm.train.data import ListDataset, PadCollator, TokenizedSplit, tokenize_split
 from tailorlm.train.plan import Plan
 from tailorlm.workspace import Workspace
@@ -105,8 +107,9 @@ def fine_tune(
         eval_dataset=ListDataset(val_split.rows) if has_val and val_split is not None else None,
         data_collator=PadCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=[MetricsLogger(run_dir / "metrics.jsonl"), *(callbacks or [])],
+        callbacks=[StopAndWholeRunLoss(), MetricsLogger(run_dir / "metrics.jsonl"), *(callbacks or [])],
     )
+    save_checkpoints_atomically(trainer)  # complete or absent: a kill mid-save leaves nothing to resume from
     trainer.remove_callback(ProgressCallback)  # our progress (bar or log lines) instead of tqdm + dict dumps
     trainer.remove_callback(PrinterCallback)
     reporter = ReportProgress(progress)
@@ -117,6 +120,8 @@ def fine_tune(
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
         reporter.close()  # on_train_end is not called when training stops with an error
+    if signal_name := stop_requested():  # SIGTERM or Ctrl-C: a checkpoint was saved at the last step
+        raise Interrupted(signal_name)
     metrics = dict(output.metrics)
     if has_val:
         metrics.update(trainer.evaluate())
@@ -127,11 +132,6 @@ def fine_tune(
         trainer.model.save_pretrained(target)
         tokenizer.save_pretrained(target)
     return metrics
-
-
-def last_checkpoint(run_dir: Path) -> Path | None:
-    checkpoints = sorted((run_dir / "checkpoints").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-    return checkpoints[-1] if checkpoints else None
 
 
 class MetricsLogger(TrainerCallback):
