@@ -17,7 +17,7 @@ from tailorlm.lifecycle import shown_status
 from tailorlm.workspace import Workspace
 
 pytestmark = pytest.mark.chaos
-KILLS = 22
+KILLS = 20
 
 
 def scores(root: Path) -> dict[str, float]:

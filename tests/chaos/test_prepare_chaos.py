@@ -19,7 +19,7 @@ from tailorlm.registry import DatasetMeta
 from tailorlm.workspace import Workspace
 
 pytestmark = pytest.mark.chaos
-KILLS = 22
+KILLS = 20
 
 DOCS = {
     "refunds": [

@@ -20,7 +20,7 @@ from tailorlm.train.checkpoints import last_checkpoint
 from tailorlm.workspace import Workspace
 
 pytestmark = pytest.mark.chaos
-KILLS = 22
+KILLS = 20
 
 TRAIN = {
     "method": "lora",

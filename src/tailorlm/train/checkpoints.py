@@ -70,7 +70,12 @@ def remove_partial(run_dir: Path) -> list[Path]:
 
 def save_checkpoints_atomically(trainer: Any) -> None:
     """Make `trainer` write each checkpoint complete-or-absent (module docstring). Wraps the one Trainer
-    method that writes a checkpoint, on this instance, so it works with any Trainer subclass."""
+    method that writes a checkpoint, on this instance, so it works with any Trainer subclass.
+
+    Under torchrun (several processes, each may write its shards) checkpoints are written in place as the
+    Trainer does; the trainer state it writes last marks one complete (`complete_checkpoints`)."""
+    if trainer.args.world_size > 1:
+        return
     write = trainer._save_checkpoint
 
     def save(model: Any, trial: Any) -> None:
