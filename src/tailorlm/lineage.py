@@ -111,7 +111,7 @@ def source_uses(workspace: Workspace, dataset: Artifact, documents: list[Artifac
                 document=document.id if document else None,
                 examples=dict(counts[path]),
                 locators=sorted(locators[path], key=_natural),
-                recipe=kinds.get(path),
+                recipe=kinds.get(path) or next((k for f, k in kinds.items() if f and path.endswith("/" + f)), None),
                 synthetic=dict(synthetic[path]),
                 redactions=redactions,
             )
