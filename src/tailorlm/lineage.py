@@ -31,6 +31,12 @@ class SourceUse:
     locators: list[str] = field(default_factory=list)
     used_for: str = "examples"
     """`examples` (trained and evaluated on), or `chunks` (only retrieval chunks for the RAG baseline)."""
+    recipe: str | None = None
+    """The source kind (builder) that made its examples: faq, email, documents..."""
+    synthetic: dict[str, int] = field(default_factory=dict)
+    """Examples a teacher model wrote from the file's chunks, by teacher."""
+    redactions: dict[str, int] = field(default_factory=dict)
+    """Personal data replaced in the dataset, by type (the dataset card's count; not per file)."""
 
 
 @dataclass
@@ -71,6 +77,7 @@ def source_uses(workspace: Workspace, dataset: Artifact, documents: list[Artifac
     """Per source file of a dataset: examples per split and the rows/pages/messages they came from."""
     by_path = {str(doc.meta.source_path): doc for doc in documents if isinstance(doc.meta, DocumentMeta)}
     counts: dict[str, Counter[str]] = defaultdict(Counter)
+    synthetic: dict[str, Counter[str]] = defaultdict(Counter)
     locators: dict[str, set[str]] = defaultdict(set)
     owners: dict[str, Artifact | None] = {}
     folder = workspace.path_of(dataset)
@@ -84,11 +91,16 @@ def source_uses(workspace: Workspace, dataset: Artifact, documents: list[Artifac
             document = owners[label]
             path = str(document.meta.source_path) if document and isinstance(document.meta, DocumentMeta) else label
             counts[path][split] += 1
+            if example.meta.get("synthetic"):
+                synthetic[path][str(example.meta.get("teacher") or "?")] += 1
             source = example.source or ""
             where = source.partition("#")[2] or (source if source not in ("", label) else "")
             if where:
                 locators[path].add(where)
     used = {document.id for document in owners.values() if document}
+    card = _card(folder)
+    kinds = {f.get("path"): s.get("kind") for s in card.get("sources", []) for f in s.get("files", [])}
+    redactions = dict(card.get("pii", {}).get("counts", {}))
     uses = []
     for path in sorted(counts):
         document = by_path.get(path)
@@ -99,6 +111,9 @@ def source_uses(workspace: Workspace, dataset: Artifact, documents: list[Artifac
                 document=document.id if document else None,
                 examples=dict(counts[path]),
                 locators=sorted(locators[path], key=_natural),
+                recipe=kinds.get(path) or next((k for f, k in kinds.items() if f and path.endswith("/" + f)), None),
+                synthetic=dict(synthetic[path]),
+                redactions=redactions,
             )
         )
     parents = {p.id for p in workspace.registry.parents(dataset.id)}
@@ -106,6 +121,15 @@ def source_uses(workspace: Workspace, dataset: Artifact, documents: list[Artifac
         if document.id not in used and document.id in parents:  # read for retrieval chunks, no example from it
             uses.append(SourceUse(path=path, sha256=document.hash, document=document.id, used_for="chunks"))
     return uses
+
+
+def _card(folder: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads((folder / "card.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def _natural(text: str) -> list[Any]:

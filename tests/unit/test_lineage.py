@@ -48,7 +48,8 @@ def test_model_traces_back_to_exactly_the_files_of_its_examples(acme) -> None:
         assert use.sha256 == sha256_file(Path(path))
         assert sum(use.examples.values()) == sum(1 for label in labels if str(project.resolve(Path(label))) == path)
     faq = trained[str(project.resolve(Path("faq.csv")))]
-    assert "row 2" in faq.locators
+    assert "row 2" in faq.locators and faq.recipe == "faq" and faq.synthetic == {}
+    assert trained[str(project.resolve(Path("support.mbox")))].recipe == "email"
     chunks_only = {Path(use.path).name for use in found.sources if use.used_for == "chunks"}
     assert chunks_only == {"refund-policy.md", "privacy-notice.md"}
     assert {row["id"] for row in found.chain} >= {"model-acme-support-v1", run_id, "dataset-acme-support-v1"}

@@ -124,6 +124,7 @@ def lineage(
         rows = [
             [
                 use.path,
+                use.recipe or "",
                 (use.sha256 or "?")[:16],
                 ", ".join(f"{split} {count}" for split, count in use.examples.items())
                 or "none (retrieval chunks only)",
@@ -131,7 +132,7 @@ def lineage(
             ]
             for use in found.sources
         ]
-        print_table(["source file", "sha256", "examples", "rows/pages/messages"], rows)
+        print_table(["source file", "kind", "sha256", "examples", "rows/pages/messages"], rows)
         if found.deployments:
             console.print()
             print_table(
