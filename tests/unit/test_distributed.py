@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from helpers.data import make_chat_examples, register_dataset
+from helpers.processes import run_group
 from tailorlm.train import distributed
 from tailorlm.workspace import Workspace
 
@@ -45,7 +46,7 @@ def _train(root: Path, processes: int, *args: str) -> subprocess.CompletedProces
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes else []
     command = [sys.executable, *launcher, "-m", "tailorlm.cli", "train", "--workspace", str(root), *args]
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    return run_group(command, env=env, timeout=600)
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
