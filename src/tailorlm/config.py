@@ -109,6 +109,11 @@ class TrainSettings(Settings):
     save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps (default: ~2 per run).")
     logging_steps: int = Field(5, gt=0, description="Write metrics.jsonl every N steps.")
     seed: int = Field(42, description="Seed for data order, initialisation and dropout.")
+    report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
+        default_factory=list,
+        description="Also log to these trackers, offline: TensorBoard in the run's tensorboard/ folder, MLflow in "
+        "a SQLite store in the workspace (mlruns/mlflow.db), W&B in offline mode only. metrics.jsonl stays the record.",
+    )
 
 
 class DedupSettings(Settings):

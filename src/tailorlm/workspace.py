@@ -249,6 +249,11 @@ class Workspace:
     def export_dir(self, name: str) -> Path:
         return self.root / "exports" / name
 
+    @property
+    def tracking_dir(self) -> Path:
+        """MLflow's file store when a project reports to it (train.report_to)."""
+        return self.root / "mlruns"
+
     def job_log(self, job_id: str) -> Path:
         """What a queued job printed (see tailorlm.jobs)."""
         return self.root / "jobs" / f"{job_id}.log"

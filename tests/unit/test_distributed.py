@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.data import make_chat_examples, register_dataset
+from helpers.data import make_chat_examples
+from helpers.processes import run_group
 from tailorlm.train import distributed
 from tailorlm.workspace import Workspace
 
@@ -24,7 +25,6 @@ SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 def _workspace(root: Path, model: Path, batch_size: int, **train) -> Path:
     ws = Workspace(root)
-    register_dataset(ws, make_chat_examples(40))
     settings = {
         "method": "lora",
         "batch_size": batch_size,
@@ -45,7 +45,7 @@ def _train(root: Path, processes: int, *args: str) -> subprocess.CompletedProces
     launcher = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"] if processes else []
     command = [sys.executable, *launcher, "-m", "tailorlm.cli", "train", "--workspace", str(root), *args]
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    return run_group(command, env=env, timeout=600)
 
 
 def _losses(run_dir: Path) -> dict[int, float]:
@@ -57,18 +57,21 @@ def _losses(run_dir: Path) -> dict[int, float]:
 def test_two_processes_make_one_run_with_the_loss_curve_of_one_process(tmp_path, tiny_model_dir):
     one = _workspace(tmp_path / "one", tiny_model_dir, batch_size=8)
     two = _workspace(tmp_path / "two", tiny_model_dir, batch_size=4, save_steps=3)
-    assert _train(one, 1).returncode == 0
-    result = _train(two, 2)
+    data = tmp_path / "data.jsonl"  # `--data`: rank 0 imports it, the ranks train on its id
+    data.write_text("".join(json.dumps({"messages": e.to_json()["messages"]}) + "\n" for e in make_chat_examples(40)))
+    assert _train(one, 1, "--data", str(data)).returncode == 0
+    result = _train(two, 2, "--data", str(data))
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("Run run-") == 1  # rank 1 prints nothing of its own
 
     ws = Workspace(two)
+    assert len(ws.registry.find("dataset")) == 1  # imported once, not once per rank
     runs = ws.registry.find("run")
     assert len(runs) == 1 and runs[0].status == "complete"
     assert [path.name for path in (two / "runs").iterdir()] == [runs[0].id]  # one set of artifacts
     assert (ws.path_of(runs[0]) / "adapter" / "adapter_model.safetensors").is_file()
     actions = [event["action"] for event in ws.audit.events()]
-    assert actions == ["train.start", "train.complete"]
+    assert actions == ["prepare", "train.start", "train.complete"]  # the import once, the run once
     assert ws.audit.verify()[0]
 
     single = Workspace(one).registry.find("run")[0]

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from helpers.data import make_chat_examples, register_dataset
+from helpers.processes import run_group
 from tailorlm.train import launch
 from tailorlm.workspace import Workspace
 
@@ -92,13 +93,8 @@ def test_the_scripts_torchrun_line_trains_its_run_with_two_cpu_processes(train_w
         "TAILORLM_RUN_ID": run_id,
         "TAILORLM_WORLD_SIZE": "2",
     }
-    done = subprocess.run(
-        ["bash", "-c", f'set -euo pipefail\n{torchrun}\n{train_args.strip()}\n"${{TORCHRUN[@]}}" "${{TRAIN_ARGS[@]}}"'],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-    )
+    script_line = f'set -euo pipefail\n{torchrun}\n{train_args.strip()}\n"${{TORCHRUN[@]}}" "${{TRAIN_ARGS[@]}}"'
+    done = run_group(["bash", "-c", script_line], env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     ws = Workspace(train_ws)
     runs = ws.registry.find("run")

@@ -39,6 +39,7 @@ from tailorlm.config import Method
 from tailorlm.errors import UserError
 from tailorlm.lifecycle import exit_code, signal_of
 from tailorlm.output import console, err, print_json, print_table
+from tailorlm.progress import SILENT
 from tailorlm.registry import DatasetMeta
 
 if TYPE_CHECKING:
@@ -278,12 +279,13 @@ def train(
         raise UserError("--submit, --partition, --time and --account go with --slurm")
     ws = _workspace(workspace)
     proj = None if resume else _override_train(_project(ws, project), method=_value(method), max_steps=max_steps)
+    main = distributed.is_main()  # under torchrun: rank 0 imports and reports, every rank trains
     if data is not None:
         from tailorlm.dataset_import import import_dataset
 
-        imported = import_dataset(ws, data, project=proj, skip_invalid=skip_invalid)
-        dataset = imported.id
-        if skipped := imported.meta_as(DatasetMeta).skipped.get("dataset: invalid line"):
+        imported = import_dataset(ws, data, project=proj, skip_invalid=skip_invalid) if main else None
+        dataset = distributed.from_main(imported.id if imported else None)
+        if imported and (skipped := imported.meta_as(DatasetMeta).skipped.get("dataset: invalid line")):
             console.print(f"[yellow]skipped {skipped} invalid line(s) of {data} (recorded in the dataset card)[/]")
     try:
         result = run_train(
@@ -292,14 +294,14 @@ def train(
             dataset=dataset,
             resume=resume,
             force=force,
-            progress=_progress(),
+            progress=_progress() if main else SILENT,
         )
     except KeyboardInterrupt as stop:
         interrupted = ws.registry.find("run", status="interrupted")
         hint = f" Resume with: tailorlm train --resume {interrupted[0].id}" if interrupted else ""
         err.print(f"[yellow]interrupted ({signal_of(stop)}).{hint}[/]")
         raise typer.Exit(exit_code(stop)) from None
-    if not distributed.is_main():
+    if not main:
         return  # rank 0 reports for the launch
     if result.skipped:
         console.print(f"Run {result.run.id} already trained these inputs with these settings (use --force).")

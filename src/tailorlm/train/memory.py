@@ -42,7 +42,11 @@ KNOWN_TYPES = (
     "smollm3",
 )
 CUDA_RUNTIME_GIB = 0.45  # context + cuBLAS workspace + allocator slack (not in torch's own counters)
-CPU_RUNTIME_GIB = 0.62  # measured: a training process with torch, transformers and peft loaded (docs/planner.md)
+CPU_RUNTIME_GIB = 0.58  # measured: a training process with torch, transformers and peft loaded (docs/planner.md)
+# On CPU PEFT's adapter path keeps more than the tensors counted for GPUs (dropout's float noise, fp32
+# copies around each adapted layer): measured, in fp32 elements per token and layer per element of the
+# adapted layers' inputs + outputs, with dropout on (docs/planner.md).
+CPU_ADAPTER_PATH = {"lora": 1.86, "qlora": 1.86, "dora": 3.40}
 LOGIT_COPIES = 3.0  # logits, their fp32 copy for the loss, its gradient: each seq × vocab × 4 bytes
 
 
@@ -247,17 +251,20 @@ def _activations(shape: ModelShape, setup: Setup) -> float:
     q, kv = shape.heads * shape.head_dim, shape.kv_heads * shape.head_dim
     # one decoder layer, per token (elements): 2 norms in/out, q k v, attention out, o_proj in,
     # gate, up, act(gate), gate*up (down's input), two residual adds
-    per_token = 4 * h + q + 2 * kv + q + 4 * i + 2 * h
+    per_token: float = 4 * h + q + 2 * kv + q + 4 * i + 2 * h
     if not setup.flash_attention:
         per_token += 2 * shape.heads * setup.seq_len  # scores and softmax (eager attention)
     if setup.method != "full":
         targets = shape.linears()
         per_token += sum(setup.rank for _ in targets)  # each lora_A output
-        if setup.lora_dropout > 0:
-            per_token += sum(a for a, _ in targets)  # each adapter input after dropout (+ its mask)
-        if setup.method == "dora":
-            per_token += sum(out for _, out in targets)  # the base output recomputed for the magnitude
-    per_layer = per_token * tokens * b
+        if setup.device == "cpu" and setup.lora_dropout > 0:
+            per_token += CPU_ADAPTER_PATH[setup.method] * sum(a + b for a, b in targets)
+        else:
+            if setup.lora_dropout > 0:
+                per_token += sum(a for a, _ in targets)  # each adapter input after dropout
+            if setup.method == "dora":
+                per_token += 2 * sum(out for _, out in targets)  # the base output again, and the adapter's
+    per_layer = int(per_token * tokens * b)
     # with checkpointing: each layer's input + one layer recomputed at a time
     kept = shape.layers * tokens * h * b + per_layer if setup.gradient_checkpointing else shape.layers * per_layer
     logits = LOGIT_COPIES * tokens * shape.vocab * 4

@@ -12,6 +12,7 @@ added to the metrics.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact
 from tailorlm.train.checkpoints import StopAndWholeRunLoss, save_checkpoints_atomically
 from tailorlm.train.plan import Plan
-from tailorlm.train.sft import MetricsLogger, ReportProgress
+from tailorlm.train.sft import MetricsLogger, ReportProgress, tracker_environment
 from tailorlm.workspace import Workspace
 
 METRIC_PREFIXES = ("rewards/", "logps/", "eval_rewards/", "eval_logps/", "kl")
@@ -125,11 +126,13 @@ def fine_tune(
     resume_from: Path | None = None,
     callbacks: list[Any] | None = None,
     progress: Progress = SILENT,
+    tracking_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train the adapter with TRL's trainer for the method and save it into `run_dir/adapter`."""
     from datasets import Dataset
     from peft import PeftModel
     from transformers import set_seed
+    from transformers.integrations import get_reporting_integration_callbacks
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     # --- setup ---------------------------------------------------------------------------------
@@ -170,15 +173,19 @@ def fine_tune(
         save_total_limit=2,
         logging_steps=settings.logging_steps,
         logging_first_step=True,
-        report_to="none",
+        report_to=list(settings.report_to) or "none",
+        run_name=run_dir.name,
         seed=settings.seed,
         data_seed=settings.seed,
         use_cpu=plan.device == "cpu",
         dataloader_num_workers=0,
+        ddp_find_unused_parameters=False,
         disable_tqdm=True,
         max_length=settings.max_length,
         **options,
     )
+    trackers = ExitStack()  # the trackers read their folders when the trainer is built and while it trains
+    trackers.enter_context(tracker_environment(settings.report_to, run_dir, tracking_dir))
     trainer = trainer_class(
         model=model,
         args=arguments,
@@ -202,17 +209,20 @@ def fine_tune(
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
         reporter.close()
+        trackers.close()
     if signal_name := stop_requested():
         raise Interrupted(signal_name)
     metrics = dict(output.metrics)
+    for tracker in get_reporting_integration_callbacks(settings.report_to):
+        trainer.remove_callback(tracker)  # their run ended with training
     if has_val:
         metrics.update(trainer.evaluate())
 
     # --- save ----------------------------------------------------------------------------------
     target = run_dir / "adapter"
-    trained = trainer.model
-    trained.save_pretrained(target, selected_adapters=["default"])  # not TRL's frozen `ref` copy
-    tokenizer.save_pretrained(target)
+    if trainer.is_world_process_zero():  # one set of artifacts per launch
+        trainer.model.save_pretrained(target, selected_adapters=["default"])  # not TRL's frozen `ref` copy
+        tokenizer.save_pretrained(target)
     return {key.replace("/", "_"): value for key, value in metrics.items()}
 
 

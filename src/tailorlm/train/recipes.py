@@ -60,6 +60,7 @@ class Recipe(Protocol):
         resume_from: Path | None = None,
         callbacks: list[Any] | None = None,
         progress: Progress = ...,
+        tracking_dir: Path | None = None,
     ) -> dict[str, Any]: ...
 
 

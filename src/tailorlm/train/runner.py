@@ -255,6 +255,7 @@ def _run(
                 resume_from=resume_from,
                 callbacks=callbacks,
                 progress=progress,
+                tracking_dir=workspace.tracking_dir,
             )
     except KeyboardInterrupt as stop:
         if main:

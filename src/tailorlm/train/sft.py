@@ -7,16 +7,22 @@ would choose silently (autocast, checkpointing, learning rate, max length) is ch
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import time
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers.integrations import get_reporting_integration_callbacks
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tailorlm.config import TrainSettings
 from tailorlm.dataset_splits import load_split
+from tailorlm.errors import UserError
 from tailorlm.lifecycle import Interrupted, stop_requested
 from tailorlm.modeling import add_adapters, load_base_model
 from tailorlm.progress import SILENT, Progress, Task
@@ -54,6 +60,7 @@ def fine_tune(
     resume_from: Path | None = None,
     callbacks: list[Any] | None = None,
     progress: Progress = SILENT,
+    tracking_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Train and save into `run_dir` (`adapter/` or `model/`); returns the trainer's final metrics.
 
@@ -91,7 +98,8 @@ def fine_tune(
         logging_steps=settings.logging_steps,
         logging_first_step=True,
         include_num_input_tokens_seen="non_padding",
-        report_to="none",
+        report_to=list(settings.report_to) or "none",
+        run_name=run_dir.name,  # the trackers' name for the run
         seed=settings.seed,
         data_seed=settings.seed,
         use_cpu=plan.device == "cpu",
@@ -100,6 +108,8 @@ def fine_tune(
         ddp_find_unused_parameters=False,  # every parameter that trains is used in each step
         disable_tqdm=True,
     )
+    trackers = ExitStack()  # the trackers read their folders when the Trainer is built and while it trains
+    trackers.enter_context(tracker_environment(settings.report_to, run_dir, tracking_dir))
     trainer = Trainer(
         model=model,
         args=arguments,
@@ -120,9 +130,12 @@ def fine_tune(
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
         reporter.close()  # on_train_end is not called when training stops with an error
+        trackers.close()
     if signal_name := stop_requested():  # SIGTERM or Ctrl-C: a checkpoint was saved at the last step
         raise Interrupted(signal_name)
     metrics = dict(output.metrics)
+    for tracker in get_reporting_integration_callbacks(settings.report_to):
+        trainer.remove_callback(tracker)  # their run ended with training; the final pass is in run.json
     if has_val:
         metrics.update(trainer.evaluate())
 
@@ -132,6 +145,37 @@ def fine_tune(
         trainer.model.save_pretrained(target)
         tokenizer.save_pretrained(target)
     return metrics
+
+
+@contextmanager
+def tracker_environment(report_to: Sequence[str], run_dir: Path, tracking_dir: Path | None) -> Iterator[None]:
+    """Point the trackers the Trainer reports to at local folders, offline, for the length of the run:
+    TensorBoard → run_dir/tensorboard, MLflow → a SQLite store (`tracking_dir`/mlflow.db, in the workspace),
+    W&B → offline mode in the run folder (refused when wandb is not installed)."""
+    values: dict[str, str] = {}
+    if "tensorboard" in report_to:
+        values["TENSORBOARD_LOGGING_DIR"] = str(run_dir / "tensorboard")
+    if "mlflow" in report_to:
+        store = tracking_dir or run_dir / "mlruns"
+        store.mkdir(parents=True, exist_ok=True)
+        values |= {
+            "MLFLOW_TRACKING_URI": f"sqlite:///{store.resolve() / 'mlflow.db'}",
+            "MLFLOW_EXPERIMENT_NAME": "tailorlm",
+        }
+    if "wandb" in report_to:
+        if importlib.util.find_spec("wandb") is None:
+            raise UserError("train.report_to: wandb is not installed (pip install wandb); it runs offline only")
+        values |= {"WANDB_MODE": "offline", "WANDB_DIR": str(run_dir), "WANDB_NAME": run_dir.name}
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 class MetricsLogger(TrainerCallback):
