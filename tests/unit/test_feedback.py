@@ -160,3 +160,44 @@ def test_cli_import_list_export_round_trip(tmp_path, workspace):
     runner.invoke(app, ["feedback", "export", str(records_out), *ws])
     stored = record_many(workspace, read_feedback(records_out))
     assert stored.added == [] and len(stored.already) == 6
+
+
+def test_an_evaluated_answer_is_rated_from_the_report(tmp_path, tiny_model_dir, one_torch_thread):
+    from helpers.data import train_registered
+    from tailorlm.config import parse_project
+    from tailorlm.evaluate import evaluate
+    from tailorlm.workspace import Workspace, read_jsonl
+
+    workspace = Workspace(tmp_path / "ws")
+    run_id = train_registered(workspace, tiny_model_dir, "acme", max_steps=2)
+    project = parse_project(
+        {"project": "tiny", "base_model": str(tiny_model_dir), "evaluate": {"max_new_tokens": 4}}, root=tmp_path
+    )
+    result = evaluate(workspace, project, run=run_id, baselines=[])
+    row = read_jsonl(result.path / "results.jsonl")[0]
+    runner = CliRunner()
+    ws = ["--workspace", str(workspace.root)]
+    rated = runner.invoke(
+        app,
+        [
+            "feedback",
+            "rate",
+            result.evaluation.id,
+            row["case"],
+            "--rating",
+            "2",
+            "--corrected",
+            "We ship today.",
+            "--reviewer",
+            "ana",
+            *ws,
+            "--json",
+        ],
+    )
+    assert rated.exit_code == 0, rated.output
+    [stored] = list_feedback(workspace, source="evaluation")
+    assert stored.rating == 2 and stored.answer == row["output"] and stored.model == run_id
+    assert stored.messages[-1].content == row["input"] and f"case:{row['case']}" in stored.tags
+    wrong = runner.invoke(app, ["feedback", "rate", result.evaluation.id, "nope", "--rating", "up", *ws])
+    assert wrong.exit_code == 1 and "has no answer" in wrong.output and "Traceback" not in wrong.output
+    workspace.close()

@@ -117,3 +117,41 @@ def export_command(
         print_json({"file": str(out), "format": format.value, "records": len(found), "lines": lines})
         return
     console.print(f"wrote {lines} line(s) ({format.value}) from {len(found)} feedback record(s) to {out}")
+
+
+@feedback_app.command("rate")
+@command
+def rate_command(
+    evaluation: Annotated[str, typer.Argument(help="The evaluation id (eval-…).")],
+    case: Annotated[str, typer.Argument(help="The case id, as the report and results.jsonl show it.")],
+    rating: Annotated[str | None, typer.Option(help="up or down, or 1 (bad) to 5 (good).")] = None,
+    corrected: Annotated[str | None, typer.Option(help="The answer that should have been given.")] = None,
+    candidate: Annotated[str | None, typer.Option(help="Whose answer (default: the fine-tuned run's).")] = None,
+    reason: Annotated[str | None, typer.Option(help="Why, in a few words.")] = None,
+    reviewer: Annotated[str | None, typer.Option(help="Who reviews.")] = None,
+    workspace: WorkspaceOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Rate or correct one answer of an evaluation report (stored as feedback from `evaluation`).
+
+    \b
+    Example:
+      tailorlm feedback rate eval-20261204-101500-a1b2c3 5f3e9c0d1a2b3c4d --rating down --corrected "We ..."
+    """
+    from tailorlm.feedback import from_evaluation
+
+    value: str | int | None = int(rating) if rating is not None and rating.isdigit() else rating
+    item = from_evaluation(
+        _workspace(workspace),
+        evaluation,
+        case,
+        candidate=candidate,
+        rating=value,  # type: ignore[arg-type]
+        corrected=corrected,
+        reason=reason,
+        reviewer=reviewer,
+    )
+    if as_json:
+        print_json(item.model_dump(mode="json"))
+        return
+    console.print(f"stored {item.id} on {item.model}'s answer to case {case}")
