@@ -5,6 +5,7 @@
   documents/<source-sha256>.jsonl   datasets/<name>/<version>/   runs/<run-id>/
   evals/<eval-id>/                  models/<name>/<version>/
   exports/<model>/                  base-models/<name>/ (imported GGUFs)
+  ui-jobs/<job-id>/ (jobs started from the dashboard)
   cache/ (safe to delete)
 ```
 Every write is atomic: files go to a temp name, are fsynced and renamed; artifact folders are built
@@ -224,6 +225,10 @@ class Workspace:
     def job_log(self, job_id: str) -> Path:
         """What a queued job printed (see tailorlm.jobs)."""
         return self.root / "jobs" / f"{job_id}.log"
+
+    def ui_job_dir(self, job_id: str) -> Path:
+        """A background job started from the dashboard: its command, log and exit code."""
+        return self.root / "ui-jobs" / job_id
 
     @property
     def cache_dir(self) -> Path:

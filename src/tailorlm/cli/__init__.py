@@ -527,6 +527,7 @@ from tailorlm.cli import (  # noqa: E402, F401
     planning,
     serving,
     sovereignty,
+    web,
 )
 
 
