@@ -18,7 +18,7 @@ from tailorlm.web.sessions import SESSION_COOKIE, LoginLimiter, find_session
 from tailorlm.web.users import User
 from tailorlm.workspace import Workspace
 
-PUBLIC = ("/login", "/static/", "/health")
+PUBLIC = ("/login", "/static/", "/health", "/favicon.ico")
 # Scripts and styles only from this server; no inline script can run even if some text escaped escaping.
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -70,6 +70,10 @@ def create_app(workspace: Workspace, *, auth: bool = True, secure_cookies: bool 
     async def failure(request: Request, error: Exception) -> Response:
         log.exception("dashboard request failed: %s", request.url.path)
         return error_response(request, PageError(500, f"{type(error).__name__}: {error}"))
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> Response:
+        return RedirectResponse("/static/favicon.svg", status_code=301)
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:

@@ -55,7 +55,7 @@ def _hasher() -> Any:
 def check_role(role: str) -> Role:
     if role not in ROLES:
         raise UsersError(f"unknown role {role!r}; roles: {', '.join(ROLES)}")
-    return role  # type: ignore[return-value]
+    return role
 
 
 def check_password(password: str) -> str:

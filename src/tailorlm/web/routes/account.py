@@ -22,7 +22,8 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/login")
 async def login_form(request: Request, next: str = "/", message: str = "") -> Response:
-    token = secrets.token_urlsafe(24)
+    # Keep a token already given: a second tab (or the browser's own requests) must not void the first form.
+    token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
     response = page(request, "login.html.jinja", next=_safe_next(next), login_token=token, message=message)
     response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=dashboard(request).secure_cookies)
     return response
@@ -64,8 +65,8 @@ async def login(request: Request) -> Response:
     limiter.succeeded(name)
     token, _ = start_session(board.workspace, user)
     board.workspace.audit.append("ui.login", user=user.name, address=address)
-    response = RedirectResponse(_safe_next(form.get("next")), status_code=303)
-    response.set_cookie(
+    redirect = RedirectResponse(_safe_next(form.get("next")), status_code=303)
+    redirect.set_cookie(
         SESSION_COOKIE,
         token,
         max_age=SESSION_HOURS * 3600,
@@ -74,8 +75,8 @@ async def login(request: Request) -> Response:
         secure=board.secure_cookies,
         path="/",
     )
-    response.delete_cookie(LOGIN_COOKIE)
-    return response
+    redirect.delete_cookie(LOGIN_COOKIE)
+    return redirect
 
 
 @router.post("/logout")

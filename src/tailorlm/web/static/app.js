@@ -31,7 +31,7 @@ function fmt(value) {
 
 /* A line chart of named series [{name, colour, dashed, points: [[x, y], ...]}] drawn as SVG. */
 function drawChart(area, series) {
-  const width = 720, height = 300, left = 56, right = 16, top = 16, bottom = 40;
+  const width = 720, height = 300, left = 56, right = 16, top = 26, bottom = 40;
   area.textContent = "";
   const all = series.flatMap((s) => s.points);
   const svg = el("svg", { viewBox: `0 0 ${width} ${height}`, class: "loss-chart", "aria-hidden": "true" }, area);
@@ -52,7 +52,7 @@ function drawChart(area, series) {
     el("text", { x: X(x), y: height - bottom + 16, "text-anchor": "middle" }, axes).textContent = Math.round(x);
   }
   el("text", { x: (left + width) / 2, y: height - 6, "text-anchor": "middle" }, axes).textContent = "step";
-  el("text", { x: 12, y: top + 10, "text-anchor": "start" }, axes).textContent = "loss";
+  el("text", { x: 8, y: 14, "text-anchor": "start" }, axes).textContent = "loss";
   series.forEach((s) => {
     if (!s.points.length) return;
     const d = s.points.map((p, i) => `${i ? "L" : "M"}${X(p[0]).toFixed(1)},${Y(p[1]).toFixed(1)}`).join(" ");
