@@ -5,7 +5,7 @@
   documents/<source-sha256>.jsonl   datasets/<name>/<version>/   runs/<run-id>/
   evals/<eval-id>/                  models/<name>/<version>/
   exports/<model>/                  base-models/<name>/ (imported GGUFs)
-  ui-jobs/<job-id>/ (jobs started from the dashboard)
+  dashboard/ (settings of runs started from the web dashboard)
   cache/ (safe to delete)
 ```
 Every write is atomic: files go to a temp name, are fsynced and renamed; artifact folders are built
@@ -226,9 +226,10 @@ class Workspace:
         """What a queued job printed (see tailorlm.jobs)."""
         return self.root / "jobs" / f"{job_id}.log"
 
-    def ui_job_dir(self, job_id: str) -> Path:
-        """A background job started from the dashboard: its command, log and exit code."""
-        return self.root / "ui-jobs" / job_id
+    @property
+    def dashboard_dir(self) -> Path:
+        """Files the web dashboard writes: the settings a run was started with from its form."""
+        return self.root / "dashboard"
 
     @property
     def cache_dir(self) -> Path:

@@ -240,7 +240,7 @@ def test_a_bad_form_is_shown_again_with_the_field_named(people, tiny_project):
 
 def wait_for(job_id: str, workspace, timeout: float = 120.0) -> jobs.Job:
     deadline = time.monotonic() + timeout
-    while (job := jobs.get_job(workspace, job_id)).status == "running":
+    while not (job := jobs.get_job(workspace, job_id)).finished:
         assert time.monotonic() < deadline, jobs.log_tail(workspace, job_id)
         time.sleep(0.2)
     return job
@@ -250,18 +250,30 @@ def test_a_failed_job_shows_its_error_message(people):
     http = client(people)
     login(http, "eddie")
     started = http.post("/runs/run-missing/resume", data={"csrf": csrf_of(http)}, follow_redirects=False)
-    assert started.status_code == 404  # no such run: refused before anything starts
+    assert started.status_code == 404  # no such run: refused before anything is queued
     response = http.post("/data/prepare", data={"csrf": csrf_of(http)}, follow_redirects=False)
     job_id = response.headers["location"].rsplit("/", 1)[1]
-    job = wait_for(job_id, people)
-    assert job.status == "failed" and job.exit_code == 1
+    job = wait_for(job_id, people)  # the dashboard started a worker for it
+    assert job.status == "failed" and job.exit_code == 1 and job.user == "eddie"
     assert "error: no project file" in job.error
     page = http.get(f"/jobs/{job_id}").text
     assert "error: no project file" in page and "failed" in page
     state = http.get(f"/api/jobs/{job_id}").json()
-    assert state["status"] == "failed" and "no project file" in state["log"]
-    events = [e for e in people.audit.events() if e["action"].startswith("job.")]
-    assert [(e["action"], e["user"]) for e in events] == [("job.prepare", "eddie"), ("job.prepare.failed", "eddie")]
+    assert state["status"] == "failed" and state["finished"] and "no project file" in state["log"]
+    queued = next(e for e in people.audit.events() if e["action"] == "ui.job")
+    assert queued["user"] == "eddie" and queued["outputs"] == [job_id]
+
+
+def test_a_job_is_cancelled_with_its_process(people):
+    from tailorlm import jobs as queue
+
+    job = queue.submit(people, "train", ["--resume", "run-missing"])  # queued, no worker of its own yet
+    http = client(people)
+    login(http, "eddie")
+    cancelled = http.post(f"/jobs/{job.id}/cancel", data={"csrf": csrf_of(http)})
+    assert cancelled.status_code == 200 and "cancelled" in cancelled.text
+    assert queue.get(people, job.id).status == "cancelled"
+    assert people.audit.events()[-1]["action"] == "ui.job.cancel" and people.audit.events()[-1]["user"] == "eddie"
 
 
 # --- live metrics -------------------------------------------------------------------------------------------------
@@ -323,12 +335,14 @@ def test_four_eyes_the_registrant_cannot_approve_their_model(people):
     login(http, "april")
     refused = http.post("/models/model-acme-v1/decide", data={"csrf": csrf_of(http), "decision": "approve"})
     assert refused.status_code == 400 and "four-eyes" in refused.text
+    rejected = http.post("/models/model-acme-v1/decide", data={"csrf": csrf_of(http), "decision": "reject"})
+    assert rejected.status_code == 400 and "a rejection needs a reason" in rejected.text
     http = client(people)
     login(http, "ada")
     approved = http.post("/models/model-acme-v1/decide", data={"csrf": csrf_of(http), "decision": "approve"})
     assert approved.status_code == 200 and 'id="approval-state">approved<' in approved.text
     decision = people.audit.events()[-1]
-    assert decision["action"] == "model.approve" and decision["user"] == "ada"
+    assert decision["action"] == "approve" and decision["user"] == "ada"
 
 
 def test_every_page_answers_on_an_empty_workspace(people):

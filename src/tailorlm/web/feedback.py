@@ -1,11 +1,19 @@
-"""The playground's ratings and corrections, stored through `tailorlm.feedback` (source `playground`) when
-it is installed, else as `feedback.playground` audit events carrying the same fields, which it can import."""
+"""The playground's ratings and corrections, stored through `tailorlm.feedback` (source `playground`): the
+feedback builder of `prepare` turns them into training examples for the next dataset version."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
+from tailorlm.errors import UserError
+from tailorlm.feedback import FeedbackRecord, record
 from tailorlm.workspace import Workspace
+
+
+class FeedbackError(UserError, ValueError):
+    """A rating or correction the feedback store refuses (e.g. a conversation not ending with the user)."""
 
 
 def store_feedback(
@@ -33,8 +41,10 @@ def store_feedback(
         "pair": pair,
     }
     try:
-        from tailorlm.feedback import FeedbackRecord, record  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        event = workspace.audit.append("feedback.playground", inputs=[model], user=reviewer, record=fields)
-        return event["hash"][:16]
-    return record(workspace, FeedbackRecord(**fields)).id
+        item = FeedbackRecord(**fields)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'feedback'}: {e['msg']}" for e in error.errors())
+        raise FeedbackError(problems) from None
+    stored = record(workspace, item, audit=False)
+    workspace.audit.append("feedback.playground", inputs=[model], outputs=[stored.id], user=reviewer)
+    return stored.id

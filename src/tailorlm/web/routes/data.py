@@ -52,7 +52,7 @@ async def datasets(request: Request) -> Response:
 async def prepare(request: Request) -> Response:
     user = require(request, "editor")
     form = await read_form(request)
-    argv = ["prepare", *(["--force"] if form.get("force") else [])]
+    argv = ["--force"] if form.get("force") else []
     job = jobs.start(dashboard(request).workspace, "prepare", argv, user=user.name)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 

@@ -30,7 +30,7 @@ async def start(request: Request) -> Response:
     user = require(request, "editor")
     form = await read_form(request)
     run = form.get("run", "")
-    argv = ["eval", *(["--run", run] if run else [])]
+    argv = ["--run", run] if run else []
     job = jobs.start(dashboard(request).workspace, "eval", argv, user=user.name)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 

@@ -1,4 +1,4 @@
-"""Jobs (`/jobs`): the background jobs started from the dashboard, each with its status, its log as it
+"""Jobs (`/jobs`): the queued jobs (from the dashboard or `tailorlm jobs submit`), each with its status, its log as it
 grows, its error when it failed (the message, never a blank page), the run it made, and cancel."""
 
 from __future__ import annotations
@@ -10,19 +10,8 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from tailorlm.web import jobs
 from tailorlm.web.common import dashboard, page, read_form, require
-from tailorlm.workspace import Workspace
 
 router = APIRouter()
-
-
-def run_of(workspace: Workspace, job: jobs.Job) -> str | None:
-    """The run a train job made: the run it resumes, else the first one registered after it started."""
-    if job.kind != "train":
-        return None
-    if "--resume" in job.argv:
-        return job.argv[job.argv.index("--resume") + 1]
-    made = [run for run in workspace.registry.find("run") if run.created_at >= job.started_at[:19]]
-    return made[-1].id if made else None
 
 
 @router.get("/jobs")
@@ -34,16 +23,14 @@ async def job_list(request: Request) -> Response:
 async def job_detail(request: Request, job_id: str) -> Response:
     workspace = dashboard(request).workspace
     job = jobs.get_job(workspace, job_id)
-    return page(request, "job.html.jinja", job=job, log=jobs.log_tail(workspace, job_id), run=run_of(workspace, job))
+    return page(request, "job.html.jinja", job=job, log=jobs.log_tail(workspace, job_id), run=job.run)
 
 
 @router.get("/api/jobs/{job_id}")
 async def job_state(request: Request, job_id: str) -> JSONResponse:
     workspace = dashboard(request).workspace
     job = jobs.get_job(workspace, job_id)
-    return JSONResponse(
-        {**jobs.describe(job), "log": jobs.log_tail(workspace, job_id, 8000), "run": run_of(workspace, job)}
-    )
+    return JSONResponse({**job.to_json(), "log": jobs.log_tail(workspace, job_id, 8000)})
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -1,6 +1,7 @@
 """Models (`/models`): registered versions with their card, evaluation and approval state; approve/reject
-(four-eyes); deploy to or undeploy from a running `tailorlm serve`; exports with their parity reports,
-and a new export as a background job."""
+(four-eyes, through `tailorlm.governance`: whoever trained or registered a model can't approve it); deploy
+to or undeploy from a running `tailorlm serve`; exports with their parity reports, and a new export as a
+queued job."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tailorlm.errors import UserError
+from tailorlm.governance import approval_state, approve, reject
 from tailorlm.registry import Artifact, ModelMeta
 from tailorlm.web import jobs
-from tailorlm.web.approvals import approval_state, decide
 from tailorlm.web.common import PageError, dashboard, page, read_form, require
 from tailorlm.workspace import Workspace
 
@@ -51,7 +52,7 @@ def _targets() -> list[str]:
 async def models(request: Request) -> Response:
     workspace = dashboard(request).workspace
     found = workspace.registry.find("model")
-    return page(request, "models.html.jinja", models=[(m, approval_state(workspace, m)) for m in found])
+    return page(request, "models.html.jinja", models=[(m, approval_state(workspace, m.id)) for m in found])
 
 
 @router.get("/models/{model_id}")
@@ -66,7 +67,7 @@ async def model(request: Request, model_id: str) -> Response:
         model=artifact,
         meta=artifact.meta_as(ModelMeta),
         card=card_file.read_text("utf-8") if card_file.is_file() else "",
-        approval=approval_state(workspace, artifact),
+        approval=approval_state(workspace, artifact.id),
         exports=exports_of(workspace, artifact),
         targets=_targets(),
         message=request.query_params.get("message", ""),
@@ -79,7 +80,11 @@ async def approve_or_reject(request: Request, model_id: str) -> Response:
     form = await read_form(request)
     workspace = dashboard(request).workspace
     artifact = _model(workspace, model_id)
-    decide(workspace, artifact, user=user.name, approve=form.get("decision") == "approve", note=form.get("note", ""))
+    note = form.get("note", "").strip()
+    if form.get("decision") == "approve":
+        approve(workspace, artifact.id, user=user.name, note=note or None)
+    else:
+        reject(workspace, artifact.id, user=user.name, reason=note)
     return RedirectResponse(f"/models/{artifact.id}", status_code=303)
 
 
@@ -92,7 +97,7 @@ async def export(request: Request, model_id: str) -> Response:
     target = form.get("target", "")
     if target not in _targets():
         raise PageError(400, f"unknown export target {target!r}; targets: {', '.join(_targets())}")
-    job = jobs.start(workspace, "export", ["export", target, f"{artifact.name}@{artifact.version}"], user=user.name)
+    job = jobs.start(workspace, "export", [target, f"{artifact.name}@{artifact.version}"], user=user.name)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 

@@ -51,11 +51,8 @@ def _run(workspace: Workspace, run_id: str) -> Artifact:
 
 
 def job_of_run(workspace: Workspace, run: Artifact) -> jobs.Job | None:
-    """The dashboard job that is training `run`, if one started it and still runs."""
-    for job in jobs.list_jobs(workspace):
-        if job.kind == "train" and not job.finished and job.started_at <= run.created_at:
-            return job
-    return None
+    """The queued job that is training `run`, while it runs."""
+    return next((job for job in jobs.list_jobs(workspace) if job.run == run.id and not job.finished), None)
 
 
 @router.get("/runs")
@@ -90,9 +87,8 @@ async def start_run(request: Request) -> Response:
     if settings is None:
         fields = form_fields(TrainSettings, _submitted(form))
         return page(request, "train_form.html.jinja", status=400, fields=fields, problem=problem)
-    argv = ["train", "--project", "{job}/tailorlm.yaml", *(["--force"] if form.get("force") else [])]
-    files = {"tailorlm.yaml": project_with_train(workspace, settings)}
-    job = jobs.start(workspace, "train", argv, user=user.name, files=files)
+    argv = ["--force"] if form.get("force") else []
+    job = jobs.start(workspace, "train", argv, user=user.name, project=project_with_train(workspace, settings))
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 
@@ -135,7 +131,7 @@ async def stop(request: Request, run_id: str) -> Response:
     workspace = dashboard(request).workspace
     job = job_of_run(workspace, _run(workspace, run_id))
     if job is None:
-        raise PageError(409, f"{run_id} is not training in a job this dashboard started; nothing to stop")
+        raise PageError(409, f"{run_id} is not training in a queued job; nothing to stop here")
     await asyncio.to_thread(jobs.cancel, workspace, job.id, user=user.name)
     return RedirectResponse(f"/runs/{run_id}", status_code=303)
 
@@ -148,7 +144,7 @@ async def resume(request: Request, run_id: str) -> Response:
     run = _run(workspace, run_id)
     if run.status not in ("interrupted", "failed"):
         raise PageError(409, f"{run_id} is {run.status}: only an interrupted or failed run can be resumed")
-    job = jobs.start(workspace, "train", ["train", "--resume", run_id], user=user.name)
+    job = jobs.start(workspace, "train", ["--resume", run_id], user=user.name)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 

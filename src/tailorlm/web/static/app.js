@@ -165,7 +165,7 @@ function watchJob(box) {
       link.querySelector("a").textContent = job.run;
       if (chart && !started) { figure.dataset.runs = job.run; started = chart.start() > 0; }
     }
-    if (job.status === "running") setTimeout(tick, 1000);
+    if (!job.finished) setTimeout(tick, 1000);
     else {
       box.dataset.finished = "yes";
       const cancel = box.querySelector(".job-cancel");
