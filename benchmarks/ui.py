@@ -52,8 +52,8 @@ WORDS = [
 def build(root: Path, runs: int, examples: int) -> tuple[Workspace, dict[str, str]]:
     rng = random.Random(0)
     workspace = Workspace(root / "ws")
-    model = build_demo_model(root / "tiny", [" ".join(rng.choices(WORDS, k=30)) for _ in range(200)], hidden_size=32,
-                             layers=1, heads=2, intermediate_size=64, vocab_size=300, pretrain_steps=0)  # fmt: skip
+    model = build_demo_model(root / "tiny", [" ".join(rng.choices(WORDS, k=30)) for _ in range(200)], hidden_size=64,
+                             layers=1, heads=2, intermediate_size=128, vocab_size=300, pretrain_steps=0)  # fmt: skip
     folder = workspace.dataset_dir("big", "v1")
     rows = [
         {

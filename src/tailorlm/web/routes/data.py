@@ -15,7 +15,8 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tailorlm.dataset_splits import SPLITS, load_split
+from tailorlm.dataset_splits import SPLITS
+from tailorlm.formats.examples import Example
 from tailorlm.formats.templates import inspect_segments
 from tailorlm.registry import DatasetMeta
 from tailorlm.web import jobs
@@ -38,6 +39,19 @@ def _tokenizer(path: str) -> Any:
 def tokenizer_for(path: str) -> Any:
     with _tokenizer_lock:
         return _tokenizer(path)
+
+
+def split_rows(path: Path) -> list[tuple[str, dict[str, Any]]]:
+    """A split's rows as (lower-cased line for the text filter, row); cached while the file is unchanged (a
+    dataset version never changes, so a 10,000-example split is parsed once, not on every page)."""
+    stat = path.stat()
+    return _split_rows(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _split_rows(path: str, _mtime: int, _size: int) -> list[tuple[str, dict[str, Any]]]:
+    with open(path, encoding="utf-8") as handle:
+        return [(line.lower(), json.loads(line)) for line in handle if line.strip()]
 
 
 @router.get("/data")
@@ -85,18 +99,20 @@ async def dataset(
     folder = workspace.path_of(artifact)
     card = json.loads((folder / "card.json").read_text("utf-8")) if (folder / "card.json").is_file() else {}
     split = split if split in SPLITS else "train"
-    examples = load_split(workspace, artifact, split) if (folder / f"{split}.jsonl").is_file() else []
-    sources = sorted({(e.source or "").split("#")[0] for e in examples})
-    labels = sorted({e.label for e in examples if e.label})
+    path = folder / f"{split}.jsonl"
+    rows = split_rows(path) if path.is_file() else []
+    sources = sorted({(row.get("source") or "").split("#")[0] for _, row in rows})
+    labels = sorted({row["label"] for _, row in rows if row.get("label")})
+    needle = q.lower()
     chosen = [
-        e
-        for e in examples
-        if (not source or (e.source or "").startswith(source))
-        and (not label or e.label == label)
-        and (not q or q.lower() in e.model_dump_json().lower())
+        row
+        for text, row in rows
+        if (not source or (row.get("source") or "").startswith(source))
+        and (not label or row.get("label") == label)
+        and (not needle or needle in text)
     ]
     offset = max(0, min(offset, max(len(chosen) - 1, 0)))
-    shown = chosen[offset : offset + PAGE_SIZE]
+    shown = [Example.model_validate(row) for row in chosen[offset : offset + PAGE_SIZE]]
     project, _ = load_workspace_project(workspace)
     max_length = project.train.max_length if project else 1024
     rendered, problem = [], None
