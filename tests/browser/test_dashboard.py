@@ -153,8 +153,11 @@ def test_playground_streams_both_answers_and_stores_a_rating(browser, dashboard,
     browser.find_element(By.ID, "p-max").clear()
     browser.find_element(By.ID, "p-max").send_keys("12")
     browser.find_element(By.ID, "p-prompt").send_keys("How do I return my thermostat?")
+    browser.find_element(By.ID, "p-rag").click()  # both sides get the passages the RAG baseline retrieves
     browser.find_element(By.ID, "p-send").click()
     bubbles = wait(lambda: len(done := find(browser, ".bubble.assistant[data-done='yes']")) == 2 and done, 180)
+    notes = find(browser, ".answer .context")
+    assert len(notes) == 2 and all(n.text.startswith("Retrieved: ") for n in notes)
     for bubble in bubbles:
         assert "error" not in bubble.get_attribute("class"), bubble.text
         assert int(bubble.get_attribute("data-chunks")) > 1  # streamed piece by piece, not in one block

@@ -364,3 +364,17 @@ def test_the_static_assets_ship_in_the_package():
     static = Path(__file__).resolve().parents[2] / "src" / "tailorlm" / "web" / "static"
     assert {p.name for p in static.iterdir()} >= {"app.js", "app.css"}
     assert "http" not in re.sub(r"http://www\.w3\.org/2000/svg", "", (static / "app.js").read_text())
+
+
+def test_retrieved_passages_join_the_system_prompt_as_the_rag_baseline_asks():
+    from tailorlm.evaluate.baselines import RAG_INSTRUCTION, Passage
+    from tailorlm.web.routes.playground import with_context
+
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Refund?"}]
+    asked = with_context(messages, [Passage("Refunds take ten days.", title="refund-policy")])
+    assert asked[0] == {
+        "role": "system",
+        "content": f"Be brief.\n\n{RAG_INSTRUCTION}\n\n[1] refund-policy\nRefunds take ten days.",
+    }
+    assert asked[1:] == messages[1:]
+    assert with_context(messages, []) == messages

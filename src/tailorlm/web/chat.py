@@ -1,6 +1,7 @@
 """The playground's models: one serving engine per base model, loaded on first use and kept, with each
 registered model's adapter hot-loaded beside the base (the same engine `tailorlm serve` runs), so the
-fine-tuned model and its base answer the same prompt with the same system prompt and decoding."""
+fine-tuned model and its base answer the same prompt with the same system prompt and decoding; optionally
+with the passages the RAG baseline would retrieve, added to the system prompt as that baseline does."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Playground:
         self.workspace = workspace
         self._engines: dict[Path, Any] = {}
         self._loaded: dict[tuple[Path, str], str] = {}
+        self._retrievers: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def _engine_for(self, reference: str) -> tuple[Any, str]:
@@ -69,6 +71,27 @@ class Playground:
                 return
         finally:
             job.cancel()
+
+    def retrieve(self, reference: str, query: str, k: int = 2) -> list[Any]:
+        """The passages the RAG baseline would retrieve for `query` from the model's dataset: its document
+        chunks, else its train split's question/answer pairs (BM25, built once per dataset)."""
+        from tailorlm.dataset_splits import load_split
+        from tailorlm.evaluate.baselines import BM25Retriever, document_passages, example_passages
+        from tailorlm.registry import ModelMeta
+
+        model = self.workspace.resolve("model", reference.removeprefix(f"{BASE}:"))
+        dataset_id = model.meta_as(ModelMeta).dataset
+        if not dataset_id:
+            return []
+        with self._lock:
+            retriever = self._retrievers.get(dataset_id)
+            if retriever is None:
+                dataset = self.workspace.registry.get(dataset_id)
+                passages = document_passages(self.workspace, dataset) or example_passages(
+                    load_split(self.workspace, dataset, "train")
+                )
+                retriever = self._retrievers[dataset_id] = BM25Retriever(passages) if passages else None
+        return retriever.search(query, k) if retriever is not None else []
 
     def close(self) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ stored as feedback for the next dataset version."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -30,6 +31,7 @@ class ChatRequest(BaseModel):
     messages: list[Message] = Field(min_length=1, max_length=50)
     max_tokens: int = Field(128, ge=1, le=1024)
     temperature: float = Field(0.0, ge=0, le=2)
+    retrieval: bool = Field(False, description="Add the passages the RAG baseline retrieves for the last question.")
 
 
 class FeedbackRequest(BaseModel):
@@ -67,6 +69,14 @@ async def _json(request: Request, model: type[BaseModel]) -> Any:
         raise PageError(400, problems) from None
 
 
+def with_context(messages: list[dict[str, str]], passages: list[Any]) -> list[dict[str, str]]:
+    """The conversation with the passages after the system prompt, as the RAG baseline asks."""
+    from tailorlm.evaluate.baselines import with_passages
+
+    system = "\n\n".join(m["content"] for m in messages if m["role"] == "system") or None
+    return with_passages(system, [m for m in messages if m["role"] != "system"], passages)
+
+
 @router.post("/api/playground/chat")
 async def chat(request: Request) -> StreamingResponse:
     user = require(request, "viewer")
@@ -77,8 +87,15 @@ async def chat(request: Request) -> StreamingResponse:
 
     async def events() -> AsyncIterator[str]:
         try:
+            chosen = messages
+            if body.retrieval:
+                question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+                passages = await asyncio.to_thread(playground(request).retrieve, body.model, question)
+                chosen = with_context(messages, passages)
+                sources = [p.title or p.source for p in passages]
+                yield f"event: context\ndata: {json.dumps({'sources': sources})}\n\n"
             async for text in playground(request).stream(
-                body.model, messages, max_tokens=body.max_tokens, temperature=body.temperature
+                body.model, chosen, max_tokens=body.max_tokens, temperature=body.temperature
             ):
                 yield f"data: {json.dumps({'text': text})}\n\n"
             yield "event: done\ndata: {}\n\n"

@@ -206,6 +206,12 @@ async function streamAnswer(box, body, onDone) {
       const event = (block.match(/^event: (.*)$/m) || [null, "message"])[1];
       const data = JSON.parse((block.match(/^data: (.*)$/m) || [null, "{}"])[1]);
       if (event === "error") { bubble.classList.add("error"); bubble.textContent = data.error; }
+      else if (event === "context") {
+        const note = document.createElement("p");
+        note.className = "muted context";
+        note.textContent = data.sources.length ? `Retrieved: ${data.sources.join("; ")}` : "Retrieved: nothing matched";
+        bubble.before(note);
+      }
       else if (data.text) { text += data.text; bubble.textContent = text; bubble.dataset.chunks = String(Number(bubble.dataset.chunks || 0) + 1); }
     }
   }
@@ -266,7 +272,8 @@ function playground(form) {
       const messages = [...(system ? [{ role: "system", content: system }] : []), ...history[side]];
       const reference = side === "base" ? `base:${model}` : model;
       const decoding = { max_tokens: maxTokens, temperature: 0 };
-      streamAnswer(box, { model: reference, messages, ...decoding }, (bubble, text) => {
+      const retrieval = form.querySelector("#p-rag").checked;
+      streamAnswer(box, { model: reference, messages, retrieval, ...decoding }, (bubble, text) => {
         history[side].push({ role: "assistant", content: text });
         if (canRate && text) feedbackControls(bubble, { model: reference, messages, answer: text, decoding, pair });
       });
