@@ -378,3 +378,35 @@ def test_retrieved_passages_join_the_system_prompt_as_the_rag_baseline_asks():
     }
     assert asked[1:] == messages[1:]
     assert with_context(messages, []) == messages
+
+
+def test_the_journey_says_what_is_stale_and_what_to_do_next(people, tiny_project):
+    from tailorlm.config import load_project
+    from tailorlm.registry import DatasetMeta
+    from tailorlm.web.journey import journey, next_action
+
+    people.project_file.write_text(f"project: t\nbase_model: {tiny_project.base_model}\n")
+    old, new = "2020-01-01T00:00:00+00:00", "2099-01-01T00:00:00+00:00"
+    for version, stamp in (("v1", old), ("v2", new)):
+        meta = DatasetMeta(counts={"train": 3})
+        people.registry.add(
+            Artifact(
+                f"dataset-t-{version}",
+                "dataset",
+                "t",
+                "h",
+                f"datasets/t/{version}",
+                meta,
+                version=version,
+                created_at=stamp,
+            )
+        )
+    run_meta = RunMeta(method="lora", base_model="/m", dataset="dataset-t-v1")
+    people.registry.add(Artifact("run-old", "run", "run-old", "h", "runs/run-old", run_meta, created_at=new))
+    stages = {stage.name: stage for stage in journey(people, load_project(people.project_file))}
+    assert stages["prepare"].stale is None  # v2 is newer than the project file
+    assert stages["train"].stale == "trained on dataset-t-v1, not the latest dataset-t-v2"
+    assert stages["evaluate"].artifact is None
+    assert next_action(list(stages.values()))[1] == "/runs/new"
+    people.registry.update("dataset-t-v2", created_at=old)
+    assert "changed after v2 was built" in journey(people, load_project(people.project_file))[1].stale

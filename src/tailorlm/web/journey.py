@@ -45,6 +45,15 @@ def _newest_mtime(paths: list[Path]) -> tuple[float, Path | None]:
     return newest, which
 
 
+def _deployed(workspace: Workspace) -> str:
+    """The latest deployment recorded in the audit log, else what to do."""
+    for event in reversed(workspace.audit.events()):
+        if event.get("action") in ("deploy", "deploy.dashboard"):
+            details = event.get("details", {})
+            return f"{', '.join(event.get('inputs', []))} → {details.get('url', 'a server')} ({event['time'][:16]})"
+    return "not deployed: `tailorlm serve`, then deploy from the model's page"
+
+
 def journey(workspace: Workspace, project: Any | None) -> list[Stage]:
     """The six stages, ingest → prepare → train → evaluate → register → deploy."""
     documents = workspace.registry.find("document")
@@ -71,7 +80,7 @@ def journey(workspace: Workspace, project: Any | None) -> list[Stage]:
             f"{model.name}@{model.version}" if model else "no model yet",
             f"/models/{model.id}" if model else "/models",
         ),
-        Stage("deploy", None, "tailorlm serve, then deploy from the model's page", "/models"),
+        Stage("deploy", None, _deployed(workspace), "/models"),
     ]
     for stage in stages:
         if stage.artifact is not None:
@@ -99,7 +108,9 @@ def next_action(stages: list[Stage]) -> tuple[str, str]:
         "evaluate": ("Evaluate the latest run against the baselines", "/evals"),
         "register": ("Register the evaluated run (`tailorlm register`) or approve a version", "/models"),
     }
-    for stage in stages[:-1]:
+    for index, stage in enumerate(stages[:-1]):
+        if stage.artifact is None and any(later.artifact for later in stages[index + 1 : -1]):
+            continue  # e.g. no ingested files when the dataset was imported from JSONL
         if stage.artifact is None or stage.stale or stage.status != "complete":
             return actions[stage.name]
     return ("Chat with the model in the playground, then deploy it", "/playground")
