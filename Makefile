@@ -34,11 +34,11 @@ install: $(VENV)/.installed
 demo: install $(VENV)/.demo-model $(VENV)/.ner-models  ## the quickstart: SmolLM2-135M-Instruct fine-tuned on the sample company
 	$(VENV)/bin/tailorlm quickstart --workspace $(WORKSPACE)
 
-test: install $(VENV)/.real-models $(VENV)/.ner-models  ## every test: unit, integration and the real-model tier
+test: install $(VENV)/.real-models $(VENV)/.ner-models  ## every test: unit, integration, the real-model and the browser tier
 	$(PY) -m pytest -q
 
-check: install lint  ## lint and the unit tier (no integration, real-model, GPU or chaos tests)
-	$(PY) -m pytest -q -m "not integration and not real_model and not gpu and not chaos"
+check: install lint  ## lint and the unit tier (no integration, real-model, GPU, chaos or browser tests)
+	$(PY) -m pytest -q -m "not integration and not real_model and not gpu and not chaos and not browser"
 
 lint: install  ## ruff (with docstring rules), the format check, and mypy on src/ (configured in pyproject.toml)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -143,11 +143,13 @@ class AuditLog:
         *,
         inputs: list[str] | None = None,
         outputs: list[str] | None = None,
+        user: str | None = None,
         **details: Any,
     ) -> dict[str, Any]:
-        """Record one event; returns it with its chain hash (and HMAC when a key is configured)."""
+        """Record one event; returns it with its chain hash (and HMAC when a key is configured). `user`: who
+        acted when the caller knows better than the process (a dashboard user); the OS user is kept beside it."""
         key = self._key(needed_for="sign the audit log")
-        user, system_user = current_user(), os_user()
+        user, system_user = user or current_user(), os_user()
         event: dict[str, Any] = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "user": user,

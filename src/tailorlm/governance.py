@@ -163,6 +163,7 @@ def _decide(
     action = "approve" if decision == "approved" else "reject"
     workspace.audit.append(
         action,
+        user=user,
         inputs=[model.id, model.hash],
         outputs=[model.id],
         model=_label(model),

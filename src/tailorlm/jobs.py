@@ -37,8 +37,9 @@ from tailorlm.errors import NotFound, UserError
 from tailorlm.registry.store import now
 from tailorlm.workspace import Workspace, new_id
 
-JobKind = Literal["train", "prepare", "eval"]
-"""What can be queued: the verbs that take long (prepare runs synthesis when the project asks for it)."""
+JobKind = Literal["train", "prepare", "eval", "export"]
+"""What can be queued: the verbs that take long (prepare runs synthesis when the project asks for it; an export's
+first argument is its target, e.g. `gguf`)."""
 JobStatus = Literal["queued", "running", "complete", "failed", "cancelled", "interrupted"]
 JOB_KINDS: tuple[str, ...] = get_args(JobKind)
 FINISHED: tuple[str, ...] = ("complete", "failed", "cancelled")
@@ -272,10 +273,11 @@ def work(
 def command_of(workspace: Workspace, job: Job) -> list[str]:
     """The process a job runs: its verb on the workspace, or `train --resume RUN` when its run has a
     checkpoint to continue from."""
-    base = [sys.executable, "-m", "tailorlm.cli", job.kind, "--workspace", str(workspace.root)]
+    verb, args = ([job.kind, *job.args[:1]], job.args[1:]) if job.kind == "export" else ([job.kind], job.args)
+    base = [sys.executable, "-m", "tailorlm.cli", *verb, "--workspace", str(workspace.root)]
     if job.kind == "train" and job.run and _has_checkpoint(workspace, job.run):
         return [*base, "--resume", job.run]
-    return [*base, *job.args]
+    return [*base, *args]
 
 
 def _run_job(workspace: Workspace, job: Job, worker: str, *, gpus: str | None, stop: list[int], poll_s: float) -> Job:

@@ -5,6 +5,7 @@
   documents/<source-sha256>.jsonl   datasets/<name>/<version>/   runs/<run-id>/
   evals/<eval-id>/                  models/<name>/<version>/
   exports/<model>/                  base-models/<name>/ (imported GGUFs)
+  dashboard/ (settings of runs started from the web dashboard)
   cache/ (safe to delete)
 ```
 Every write is atomic: files go to a temp name, are fsynced and renamed; artifact folders are built
@@ -257,6 +258,11 @@ class Workspace:
     def job_log(self, job_id: str) -> Path:
         """What a queued job printed (see tailorlm.jobs)."""
         return self.root / "jobs" / f"{job_id}.log"
+
+    @property
+    def dashboard_dir(self) -> Path:
+        """Files the web dashboard writes: the settings a run was started with from its form."""
+        return self.root / "dashboard"
 
     @property
     def cache_dir(self) -> Path:

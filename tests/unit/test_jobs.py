@@ -97,9 +97,24 @@ def test_bad_jobs_are_refused_with_a_clear_message(workspace):
         jobs.get(workspace, "job-nope")
     with pytest.raises(jobs.JobError, match="unknown job status 'done'"):
         jobs.list_jobs(workspace, "done")
-    result = _cli("jobs", "submit", "export", "--workspace", str(workspace.root))
-    assert result.returncode == 1 and "cannot queue 'export'" in result.stdout + result.stderr
+    result = _cli("jobs", "submit", "quickstart", "--workspace", str(workspace.root))
+    assert result.returncode == 1 and "cannot queue 'quickstart'" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_an_export_job_runs_its_target_subcommand(workspace):
+    job = jobs.submit(workspace, "export", ["gguf", "acme@v1", "--types", "q8_0"])
+    command = jobs.command_of(workspace, job)
+    assert command[2:] == [
+        "tailorlm.cli",
+        "export",
+        "gguf",
+        "--workspace",
+        str(workspace.root),
+        "acme@v1",
+        "--types",
+        "q8_0",
+    ]
 
 
 def test_concurrent_claims_never_take_a_job_twice(workspace):

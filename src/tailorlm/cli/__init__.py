@@ -539,6 +539,7 @@ from tailorlm.cli import (  # noqa: E402, F401
     planning,
     serving,
     sovereignty,
+    web,
 )
 
 

@@ -11,7 +11,7 @@ from tailorlm.cli.common import JsonOption, WorkspaceOption, _workspace, command
 from tailorlm.output import console, err, print_json, print_table
 
 jobs_app = typer.Typer(
-    help="A durable queue of train, prepare and eval jobs, run by `tailorlm worker`.", no_args_is_help=True
+    help="A durable queue of train, prepare, eval and export jobs, run by `tailorlm worker`.", no_args_is_help=True
 )
 app.add_typer(jobs_app, name="jobs")
 
@@ -20,7 +20,10 @@ app.add_typer(jobs_app, name="jobs")
 @command
 def submit(
     ctx: typer.Context,
-    kind: Annotated[str, typer.Argument(help="The verb to run: train, prepare or eval.")],
+    kind: Annotated[
+        str,
+        typer.Argument(help="The verb: train, prepare, eval or export (target first: export -- gguf MODEL)."),
+    ],
     workspace: WorkspaceOption = None,
     as_json: JsonOption = False,
 ) -> None:

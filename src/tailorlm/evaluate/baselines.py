@@ -126,6 +126,20 @@ def document_passages(workspace: Any, dataset: Any) -> list[Passage]:
     ]
 
 
+def with_passages(
+    system: str | None, rest: Sequence[dict[str, str]], passages: Sequence[Passage]
+) -> list[dict[str, str]]:
+    """A conversation with the retrieved passages numbered after its system prompt (the rag strategy; the
+    dashboard's playground asks the same way)."""
+    context = "\n\n".join(
+        f"[{i}] {p.title}\n{p.text}" if p.title else f"[{i}] {p.text}" for i, p in enumerate(passages, 1)
+    )
+    parts = [system] if system else []
+    if context:
+        parts.append(f"{RAG_INSTRUCTION}\n\n{context}")
+    return ([{"role": "system", "content": "\n\n".join(parts)}] if parts else []) + list(rest)
+
+
 def example_passages(examples: Sequence[Example]) -> list[Passage]:
     """Question/answer pairs of the train split as passages (datasets without source documents)."""
     return [
@@ -183,10 +197,4 @@ class PromptBuilder:
 
     def rag(self, case: EvalCase, passages: Sequence[Passage]) -> list[dict[str, str]]:
         system, rest = self._split_system(case)
-        context = "\n\n".join(
-            f"[{i}] {p.title}\n{p.text}" if p.title else f"[{i}] {p.text}" for i, p in enumerate(passages, 1)
-        )
-        parts = [system] if system else []
-        if context:
-            parts.append(f"{RAG_INSTRUCTION}\n\n{context}")
-        return ([{"role": "system", "content": "\n\n".join(parts)}] if parts else []) + rest
+        return with_passages(system, rest, passages)
