@@ -1,8 +1,9 @@
 """The supervised fine-tuning recipe, top to bottom: set up the model and trainer → train → save.
 
-A plain transformers `Trainer` with assistant-masked labels and length-grouped batches: on CPU and on
-small models this beats TRL's `SFTTrainer` defaults (see docs/benchmarks.md), and every setting TRL
-would choose silently (autocast, checkpointing, learning rate, max length) is chosen here on purpose.
+A transformers `Trainer` with assistant-masked labels, length-grouped batches and a lean loss (train/loss.py:
+logits only for the trained tokens, a chunk at a time, never `[batch, seq, vocab]` whole): on CPU and on
+small models this beats TRL's `SFTTrainer` (see docs/benchmarks.md), and every setting TRL would choose
+silently (autocast, checkpointing, learning rate, max length) is chosen here on purpose.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tailorlm.config import TrainSettings
@@ -21,6 +22,7 @@ from tailorlm.modeling import add_adapters, load_base_model
 from tailorlm.progress import SILENT, Progress, Task
 from tailorlm.registry import Artifact
 from tailorlm.train.data import ListDataset, PadCollator, TokenizedSplit, tokenize_split
+from tailorlm.train.loss import trainer_class
 from tailorlm.train.plan import Plan
 from tailorlm.workspace import Workspace
 
@@ -97,8 +99,9 @@ def fine_tune(
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every parameter that trains is used in each step
         disable_tqdm=True,
+        prediction_loss_only=True,
     )
-    trainer = Trainer(
+    trainer = trainer_class()(  # the loss: assistant tokens only, logits in chunks (train/loss.py)
         model=model,
         args=arguments,
         train_dataset=ListDataset(train_split.rows),
