@@ -169,32 +169,3 @@ class _LinearCrossEntropy(torch.autograd.Function):
             None,
             None,
         )
-
-
-def trainer_class() -> type:
-    """A transformers `Trainer` whose loss is `causal_lm_loss` (training and validation alike)."""
-    from transformers import Trainer
-
-    class LeanLossTrainer(Trainer):
-        def compute_loss(
-            self,
-            model: Any,
-            inputs: dict[str, Any],
-            return_outputs: bool = False,
-            num_items_in_batch: torch.Tensor | int | None = None,
-        ) -> Any:
-            unwrapped = self.accelerator.unwrap_model(model)
-            if unwrapped is not model or "labels" not in inputs:
-                # DDP/FSDP wrappers sync gradients in their own forward: going around it would break that
-                self.loss_is_scaled_for_ga = None
-                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-            total, count = causal_lm_loss(model, inputs)
-            if num_items_in_batch is not None:  # token-weighted over the accumulated micro-batches
-                loss = total / max(float(num_items_in_batch), 1.0)
-                self.loss_is_scaled_for_ga = True
-            else:
-                loss = total / max(count, 1)
-                self.loss_is_scaled_for_ga = False
-            return (loss, {"loss": loss.detach()}) if return_outputs else loss
-
-    return LeanLossTrainer

@@ -22,8 +22,8 @@ from tailorlm.modeling import add_adapters, load_base_model
 from tailorlm.progress import SILENT, Progress, Task
 from tailorlm.registry import Artifact
 from tailorlm.train.data import ListDataset, PadCollator, TokenizedSplit, tokenize_split
-from tailorlm.train.loss import trainer_class
 from tailorlm.train.plan import Plan
+from tailorlm.train.trainer import LeanTrainer
 from tailorlm.workspace import Workspace
 
 
@@ -101,7 +101,7 @@ def fine_tune(
         disable_tqdm=True,
         prediction_loss_only=True,
     )
-    trainer = trainer_class()(  # the loss: assistant tokens only, logits in chunks (train/loss.py)
+    trainer = LeanTrainer(  # the loss: assistant tokens only, logits in chunks; length-bucketed batches
         model=model,
         args=arguments,
         train_dataset=ListDataset(train_split.rows),
