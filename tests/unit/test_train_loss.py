@@ -136,3 +136,21 @@ def test_a_batch_with_nothing_to_train_gives_zero_with_a_graph(full_model):
     total, count = lean.causal_lm_loss(full_model, batch)
     assert count == 0 and total.item() == 0.0
     total.backward()  # no error: the graph exists
+
+
+def test_the_training_path_never_builds_full_logits(tiny_model_dir, workspace, tmp_path, monkeypatch):
+    """`tailorlm train` (training steps and validation passes) goes through the lean loss: the model's own
+    forward, which computes `[batch, seq, vocab]` logits, is never called."""
+    from transformers import LlamaForCausalLM
+
+    from helpers.data import make_chat_examples, register_dataset
+    from helpers.train import losses, project_for
+    from tailorlm.train import train
+
+    def full_logits(*args, **kwargs):
+        raise AssertionError("the full-logits forward was called during training")
+
+    monkeypatch.setattr(LlamaForCausalLM, "forward", full_logits)
+    register_dataset(workspace, make_chat_examples(16))
+    result = train(workspace, project_for(tiny_model_dir, tmp_path, max_steps=4, eval_steps=2, logging_steps=1))
+    assert len(losses(result)) == 4 and "eval_loss" in result.metrics

@@ -100,6 +100,7 @@ def fine_tune(
         ddp_find_unused_parameters=False,  # every parameter that trains is used in each step
         disable_tqdm=True,
         prediction_loss_only=True,
+        label_names=["labels"],  # validation goes through the trainer's (lean) loss too, for PEFT models as well
     )
     trainer = LeanTrainer(  # the loss: assistant tokens only, logits in chunks; length-bucketed batches
         model=model,
