@@ -102,7 +102,7 @@ def fine_tune(
         prediction_loss_only=True,
         label_names=["labels"],  # validation goes through the trainer's (lean) loss too, for PEFT models as well
     )
-    trainer = LeanTrainer(  # the loss: assistant tokens only, logits in chunks; length-bucketed batches
+    trainer = LeanTrainer(  # its loss: assistant tokens only, logits a chunk at a time (train/loss.py)
         model=model,
         args=arguments,
         train_dataset=ListDataset(train_split.rows),
