@@ -154,3 +154,27 @@ def test_the_training_path_never_builds_full_logits(tiny_model_dir, workspace, t
     register_dataset(workspace, make_chat_examples(16))
     result = train(workspace, project_for(tiny_model_dir, tmp_path, max_steps=4, eval_steps=2, logging_steps=1))
     assert len(losses(result)) == 4 and "eval_loss" in result.metrics
+
+
+@pytest.mark.parametrize("architecture", ["gemma3", "qwen2"])
+def test_other_architectures_equal_the_naive_loss(architecture, monkeypatch):
+    """The real bases TailorLM imports besides Llama (Gemma 3; Qwen-style): random weights, tiny config."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    common = dict(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        max_position_embeddings=128,
+    )
+    extra = {"final_logit_softcapping": 5.0, "sliding_window": 8} if architecture == "gemma3" else {}
+    config = AutoConfig.for_model("gemma3_text" if architecture == "gemma3" else architecture, **common, **extra)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).train()
+    parts = lean.model_parts(model)
+    assert parts is not None and parts.softcap == extra.get("final_logit_softcapping")
+    _compare(model, _batch(300, seed=6), chunk_elements=300 * 7, monkeypatch=monkeypatch)
