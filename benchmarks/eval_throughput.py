@@ -1,5 +1,6 @@
 """Evaluation generation speed: batched (left-padded) against one case at a time, on the same model,
-cases and greedy decoding, in the same run; and what the generation cache saves on a re-run.
+cases and greedy decoding, in the same run; transformers' continuous batching (`generate_batch`) on the
+same cases where it runs; and what the generation cache saves on a re-run.
 
     .venv/bin/python benchmarks/eval_throughput.py                       # a demo model built on the fly
     .venv/bin/python benchmarks/eval_throughput.py --model /models/Qwen2.5-0.5B-Instruct --cases 64
@@ -88,13 +89,23 @@ def main() -> None:
         )
         same = sum(a.text == b.text for a, b in zip(single, batched, strict=True))
         n = len(cases)
-        print(f"{'':24}{'cases/s (wall)':>16}{'cases/CPU-s':>14}")
-        print(f"{'one at a time':24}{n / single_wall:16.2f}{n / single_cpu:14.2f}")
-        print(f"{f'batched ({arguments.batch_size})':24}{n / batched_wall:16.2f}{n / batched_cpu:14.2f}")
+        print(f"{'':30}{'cases/s (wall)':>16}{'cases/CPU-s':>14}")
+        print(f"{'one at a time':30}{n / single_wall:16.2f}{n / single_cpu:14.2f}")
+        print(f"{f'batched ({arguments.batch_size})':30}{n / batched_wall:16.2f}{n / batched_cpu:14.2f}")
         print(
             f"batched / one at a time: {single_wall / batched_wall:.2f}x wall, {single_cpu / batched_cpu:.2f}x CPU; "
             f"identical answers: {same}/{n}"
         )
+        try:
+            continuous, cb_wall, cb_cpu = timed(lambda: continuous_batching(model, prompts, arguments.max_new_tokens))
+        except Exception as error:  # an optional comparison: say why it couldn't run
+            print(f"transformers continuous batching (generate_batch): could not run here: {error!r:.300}")
+        else:
+            print(f"{'continuous batching (transformers)':30}{n / cb_wall:16.2f}{n / cb_cpu:14.2f}")
+            agree = sum(a == b.text for a, b in zip(continuous, batched, strict=True))
+            print(
+                f"ours batched / continuous batching: {cb_wall / batched_wall:.2f}x wall; identical answers {agree}/{n}"
+            )
 
         cache = GenerationCache(Path(scratch) / "cache" / "generations.sqlite")
         _, miss_wall, _ = timed(lambda: model.answer(cases, decoding, batch_size=arguments.batch_size, cache=cache))
@@ -105,6 +116,28 @@ def main() -> None:
             f"(all {n} from the cache): {miss_wall / hit_wall:.0f}x faster"
         )
         cache.close()
+
+
+def continuous_batching(model: Any, prompts: list[str], max_new_tokens: int) -> list[str]:
+    """The same greedy answers through transformers' continuous batching (`generate_batch`): requests join
+    and leave a running batch as they finish, with a paged KV cache."""
+    from transformers import GenerationConfig
+
+    tokenizer = model.tokenizer
+    inputs = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id,
+    )
+    outputs = model.model.generate_batch(inputs=inputs, generation_config=config)
+    by_request = list(outputs.values())
+    texts = [""] * len(prompts)
+    for output in by_request:
+        index = next(i for i, ids in enumerate(inputs) if list(output.prompt_ids) == ids)
+        texts[index] = tokenizer.decode(output.generated_tokens, skip_special_tokens=True).strip()
+    return texts
 
 
 if __name__ == "__main__":

@@ -8,20 +8,23 @@ FAQ + e-mail chat dataset, then runs each configuration in its own subprocess (s
                     autocast, gradient checkpointing, loss on every token, random batches)
   (a') trl-tuned    TRL SFTTrainer + the same LoRA config, set up as a careful CPU user would: fp32,
                     no gradient checkpointing, completion-only loss, length-grouped batches
-  (b) lora          tailorlm train, LoRA
+  (b) lora          tailorlm train, LoRA, `precision: auto` (what a user gets: measured at plan time)
+  (b') lora-fp32    tailorlm train, LoRA in fp32
   (c) qlora         tailorlm train, QLoRA (4-bit NF4)
   (d) full          tailorlm train, full fine-tuning
   (e) lora-bf16     tailorlm train, LoRA with bf16 autocast (fp32 master weights)
 
-Every configuration shares batch size, steps, learning rate and max_length. Reported: non-padding
-tokens/s of the training loop (one callback times both trainers) and per CPU-second (the comparison that
-holds when other jobs share the cores), their ratios to the faster TRL row, wall time of the whole call
-(loading, tokenising, final evaluation, saving), peak RSS, final validation loss measured the same way
-for every model (assistant tokens only, our masks), and model-FLOPs utilisation against a matmul peak
+Every configuration shares batch size, steps, learning rate and max_length. The configurations run
+interleaved (round 1: every configuration, round 2: every one again, …) so that a change in the
+machine's load hits them all alike. Reported per configuration: the median of the rounds (min–max) of
+the training loop's non-padding tokens/s, the first step excluded as warm-up (one callback times both
+trainers), and per CPU-second (the comparison that holds when other jobs share the cores), their ratios
+to the faster TRL row, peak RSS, validation loss after the fixed number of steps measured the same way
+for every model (assistant tokens only, our masks), and model-FLOPs utilisation against matmul peaks
 measured in the same run (training FLOPs ≈ 6·N·T full, 4·N·T adapters; N = base parameters).
 
     python benchmarks/train_throughput.py [--steps 40] [--quick]
-    python benchmarks/train_throughput.py --base-model DIR [--steps 15 --batch-size 4 --max-length 384]
+    python benchmarks/train_throughput.py --base-model DIR [--steps 8 --batch-size 4 --max-length 384 --repeats 3]
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,7 +41,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ["trl-defaults", "trl-tuned", "lora", "qlora", "full", "lora-bf16"]
+CONFIGS = ["trl-defaults", "trl-tuned", "lora", "lora-fp32", "qlora", "full", "lora-bf16"]
 TRL_CONFIGS = ("trl-defaults", "trl-tuned")
 # Batch size and max_length: the built ~30M model, and a real model (a 49k-token vocabulary makes the
 # fp32 logits the biggest tensor: batch 8 x 1024 tokens took SmolLM2 to 13 GB RSS).
@@ -120,6 +124,7 @@ def run_config(name: str, info: dict, shape: dict) -> dict:
         "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
     }
     train_examples = load_split(ws, dataset, "train")
+    precision = "bf16" if name == "trl-defaults" else "fp32"  # TRL's default turns on bf16 autocast on CPU
     clock = _clock()
     start = time.perf_counter()
     if name in TRL_CONFIGS:
@@ -127,14 +132,15 @@ def run_config(name: str, info: dict, shape: dict) -> dict:
     else:
         from tailorlm.train import train
 
-        method = "lora" if name == "lora-bf16" else name
+        method = name.split("-")[0]
         settings = {**common, "method": method, "learning_rate": shape["lr"] / 10 if method == "full" else shape["lr"]}
-        if name == "lora-bf16":
-            settings["precision"] = "bf16"
+        if name in ("lora-bf16", "lora-fp32"):
+            settings["precision"] = name.split("-")[1]
         project = parse_project(
             {"project": "bench", "base_model": info["model"], "train": settings}, root=Path(info["workspace"])
         )
         result = train(ws, project, dataset=dataset.id, force=True, callbacks=[clock])
+        precision = result.plan.precision
         from tailorlm.modeling import load_trained
 
         artifact = result.run_dir / ("model" if method == "full" else "adapter")
@@ -154,6 +160,7 @@ def run_config(name: str, info: dict, shape: dict) -> dict:
     n_params = sum(p.numel() for n, p in model.named_parameters() if "lora" not in n)
     return {
         "config": name,
+        "precision": precision,
         "seconds": seconds,
         "loop_seconds": clock.seconds,
         "loop_cpu_seconds": clock.cpu_seconds,
@@ -167,22 +174,25 @@ def run_config(name: str, info: dict, shape: dict) -> dict:
 
 
 def _clock():
-    """A callback timing the training loop (first step to last, wall and CPU time of all the process's
-    threads) and counting its non-padding tokens; the same one times both trainers, so loading,
-    tokenising, the final evaluation and saving are left out. CPU time is the comparison that holds
-    when other jobs share the cores."""
+    """A callback timing the training loop from the end of its first step (warm-up: allocations, kernel
+    selection) to the end of its last, wall and CPU time of all the process's threads, and counting the
+    non-padding tokens of those steps; the same one times both trainers, so loading, tokenising, the
+    final evaluation and saving are left out. CPU time is the comparison that holds when other jobs share
+    the cores."""
     from transformers import TrainerCallback
 
     class Clock(TrainerCallback):
-        seconds, cpu_seconds, tokens, _start, _cpu = 0.0, 0.0, 0, 0.0, 0.0
+        seconds, cpu_seconds, tokens, _start, _cpu, _tokens = 0.0, 0.0, 0, 0.0, 0.0, 0
 
-        def on_train_begin(self, args, state, control, **kwargs):
-            self._start, self._cpu = time.perf_counter(), time.process_time()
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 1:
+                self._start, self._cpu = time.perf_counter(), time.process_time()
+                self._tokens = int(state.num_input_tokens_seen or 0)
 
         def on_train_end(self, args, state, control, **kwargs):
             self.seconds = time.perf_counter() - self._start
             self.cpu_seconds = time.process_time() - self._cpu
-            self.tokens = int(state.num_input_tokens_seen or 0)
+            self.tokens = int(state.num_input_tokens_seen or 0) - self._tokens
 
     return Clock()
 
@@ -271,6 +281,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, help="default 512 for the built model, 384 with --base-model")
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (full fine-tuning uses a tenth)")
     parser.add_argument("--only", nargs="*", default=CONFIGS, choices=CONFIGS)
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the table shows medians")
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
@@ -289,51 +300,74 @@ def main() -> None:
     }
     work = Path(tempfile.mkdtemp(prefix="tailorlm-bench-"))
     info = setup(work, args.quick, args.base_model)
-    results = []
-    for name in args.only:
-        print(f"running {name} …", flush=True)
-        output = subprocess.run(  # the child's progress and errors go straight to stderr
-            [sys.executable, __file__, "--_child", name, json.dumps(info), json.dumps(shape)],
-            stdout=subprocess.PIPE,
-            text=True,
-            check=False,
-        )
-        line = next((ln for ln in output.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if line is None:
-            print(f"{name} failed (exit {output.returncode}; its error is on stderr)", flush=True)
-            continue
-        print(line, flush=True)  # each row as soon as it is measured: a long run interrupted keeps them
-        results.append(json.loads(line[7:]))
+    peaks = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
+    runs: dict[str, list[dict]] = {name: [] for name in args.only}
+    for round_ in range(1, args.repeats + 1):
+        for name in args.only:  # interleaved: every configuration once per round
+            print(f"round {round_}/{args.repeats}: {name} …", flush=True)
+            output = subprocess.run(  # the child's progress and errors go straight to stderr
+                [sys.executable, __file__, "--_child", name, json.dumps(info), json.dumps(shape)],
+                stdout=subprocess.PIPE,
+                text=True,
+                check=False,
+            )
+            line = next((ln for ln in output.stdout.splitlines() if ln.startswith("RESULT ")), None)
+            if line is None:
+                print(f"{name} failed (exit {output.returncode}; its error is on stderr)", flush=True)
+                continue
+            print(line, flush=True)  # each run as soon as it is measured: a long run interrupted keeps them
+            runs[name].append(json.loads(line[7:]))
+    peaks = {k: max(v, {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}[k]) for k, v in peaks.items()}
+    results = [summarise(rows) for rows in runs.values() if rows]
     if not results:
         sys.exit("every configuration failed")
-    print_table(results, shape, args.base_model)
+    print_table(results, shape, args.base_model, peaks)
 
 
-def print_table(results: list[dict], shape: dict, base_model: Path | None) -> None:
+def summarise(rows: list[dict]) -> dict:
+    """One configuration's rounds: medians, with the spread of tokens/s."""
+    speeds = sorted(r["tokens_per_s"] for r in rows)
+    return {
+        **rows[0],
+        "rounds": len(rows),
+        "tokens_per_s": statistics.median(speeds),
+        "tokens_per_s_range": (speeds[0], speeds[-1]),
+        "tokens_per_cpu_s": statistics.median(r["tokens_per_cpu_s"] for r in rows),
+        "seconds": statistics.median(r["seconds"] for r in rows),
+        "val_loss": statistics.median(r["val_loss"] for r in rows),
+        "peak_rss_mb": max(r["peak_rss_mb"] for r in rows),
+    }
+
+
+def print_table(results: list[dict], shape: dict, base_model: Path | None, peaks: dict[str, float]) -> None:
     """The Markdown table: each row's speed against the faster TRL row (or the first row without one)."""
-    peak32, peak16 = matmul_peak("float32"), matmul_peak("bfloat16")
     trl_rows = [r for r in results if r["config"] in TRL_CONFIGS]
     base = max(trl_rows, key=lambda r: r["tokens_per_s"]) if trl_rows else results[0]
     model = f"{base_model.name if base_model else 'built model'} ({results[0]['params'] / 1e6:.1f}M parameters)"
-    print(f"\nmatmul peak on this machine: fp32 {peak32 / 1e12:.2f} TFLOP/s, bf16 {peak16 / 1e12:.2f} TFLOP/s")
     print(
-        f"model: {model}; {shape['steps']} steps, batch {shape['batch_size']}, "
-        f"max_length {shape['max_length']}, lr {shape['lr']:g} (full {shape['lr'] / 10:g})\n"
+        f"\nmatmul peak on this machine (best of the start and the end of the run): "
+        f"fp32 {peaks['fp32'] / 1e12:.2f} TFLOP/s, bf16 {peaks['bf16'] / 1e12:.2f} TFLOP/s"
     )
     print(
-        f"| config | tokens/s | × {base['config']} (faster TRL row) | tokens per CPU-s | × {base['config']} | "
-        "wall s | peak RSS MB | val loss | MFU |"
+        f"model: {model}; {shape['steps']} steps (the first one excluded as warm-up), batch "
+        f"{shape['batch_size']}, max_length {shape['max_length']}, lr {shape['lr']:g} (full {shape['lr'] / 10:g}); "
+        f"median of {max(r['rounds'] for r in results)} interleaved rounds\n"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| config | precision | tokens/s median (min–max) | × {base['config']} | tokens per CPU-s | "
+        f"× {base['config']} | wall s | peak RSS MB | × {base['config']} | val loss | MFU |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         factor = 6 if r["config"] == "full" else 4
-        bf16 = r["config"].endswith("bf16") or r["config"] == "trl-defaults"
-        mfu = factor * r["params"] * r["tokens_per_s"] / (peak16 if bf16 else peak32)
+        mfu = factor * r["params"] * r["tokens_per_s"] / peaks[r["precision"]]
+        low, high = r["tokens_per_s_range"]
         print(
-            f"| {r['config']} | {r['tokens_per_s']:.0f} | {r['tokens_per_s'] / base['tokens_per_s']:.2f}× | "
+            f"| {r['config']} | {r['precision']} | {r['tokens_per_s']:.0f} ({low:.0f}–{high:.0f}) | "
+            f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}× | "
             f"{r['tokens_per_cpu_s']:.1f} | {r['tokens_per_cpu_s'] / base['tokens_per_cpu_s']:.2f}× | "
-            f"{r['seconds']:.0f} | {r['peak_rss_mb']:.0f} | {r['val_loss']:.3f} | "
-            f"{mfu:.1%}{' (of bf16 peak)' if bf16 else ''} |"
+            f"{r['seconds']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}× | "
+            f"{r['val_loss']:.3f} | {mfu:.1%} (of {r['precision']} peak) |"
         )
 
 

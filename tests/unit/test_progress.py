@@ -123,7 +123,14 @@ def test_train_and_eval_print_plain_progress_in_a_captured_log(tiny_model_dir: P
         "project": "tiny",
         "base_model": str(tiny_model_dir),
         "system_prompt": "You are Acme support.",
-        "train": {"method": "lora", "max_steps": 4, "batch_size": 4, "logging_steps": 1, "lora": {"r": 4}},
+        "train": {
+            "method": "lora",
+            "max_steps": 4,
+            "batch_size": 4,
+            "logging_steps": 1,
+            "lora": {"r": 4},
+            "precision": "fp32",
+        },
         "evaluate": {"max_new_tokens": 4, "batch_size": 2, "baselines": ["base"]},
     }
     ws.project_file.write_text(yaml.safe_dump(project), encoding="utf-8")

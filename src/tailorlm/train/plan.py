@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.config import PREFERENCE_METHODS, TrainSettings
+from tailorlm.train.precision import choose_precision
 
 
 def detect_device() -> str:
@@ -48,18 +49,15 @@ class Plan:
         return asdict(self)
 
 
-def make_plan(settings: TrainSettings, n_train: int, *, device: str | None = None) -> Plan:
-    import torch
-
+def make_plan(
+    settings: TrainSettings, n_train: int, *, device: str | None = None, model_dir: Path | None = None
+) -> Plan:
     device = device or detect_device()
     notes: list[str] = []
-    precision = settings.precision
-    if precision == "auto" and device == "cuda":
-        precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    elif precision == "auto":
-        precision = "fp32"
-    if precision == "fp16" and device == "cpu":
-        raise ValueError("train.precision: fp16 is not supported on CPU (use fp32 or bf16)")
+    chosen = choose_precision(settings.precision, device, settings.method, model_dir)
+    precision = chosen.precision
+    if chosen.note:
+        notes.append(chosen.note)
     checkpointing = settings.gradient_checkpointing
     if checkpointing == "auto":
         checkpointing = device == "cuda" and settings.method in ("full", "qlora")

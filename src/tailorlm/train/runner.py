@@ -206,7 +206,7 @@ def _run(
             f"dataset {dataset.name}@{dataset.version} has no trainable example in its train split "
             f"({dropped} dropped: no answer token left within max_length {settings.max_length})"
         )
-    plan = make_plan(settings, len(train_split.rows))
+    plan = make_plan(settings, len(train_split.rows), model_dir=base_model)
     progress.say(describe_plan(plan, settings.method, len(train_split.rows), resume_from))
     data = {"train": train_split.summary(), "val": val_split.summary()}
     meta = RunMeta(

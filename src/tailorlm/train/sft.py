@@ -1,8 +1,9 @@
 """The supervised fine-tuning recipe, top to bottom: set up the model and trainer → train → save.
 
-A plain transformers `Trainer` with assistant-masked labels and length-grouped batches: on CPU and on
-small models this beats TRL's `SFTTrainer` defaults (see docs/benchmarks.md), and every setting TRL
-would choose silently (autocast, checkpointing, learning rate, max length) is chosen here on purpose.
+A transformers `Trainer` with assistant-masked labels, length-grouped batches and a lean loss (train/loss.py:
+logits only for the trained tokens, a chunk at a time, never `[batch, seq, vocab]` whole): on CPU and on
+small models this beats TRL's `SFTTrainer` (see docs/benchmarks.md), and every setting TRL would choose
+silently (autocast, checkpointing, learning rate, max length) is chosen here on purpose.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import TrainerCallback, TrainingArguments, set_seed
 from transformers.integrations import get_reporting_integration_callbacks
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
@@ -30,6 +31,7 @@ from tailorlm.registry import Artifact
 from tailorlm.train.checkpoints import StopAndWholeRunLoss, save_checkpoints_atomically
 from tailorlm.train.data import ListDataset, PadCollator, TokenizedSplit, tokenize_split
 from tailorlm.train.plan import Plan
+from tailorlm.train.trainer import LeanTrainer
 from tailorlm.workspace import Workspace
 
 
@@ -107,10 +109,12 @@ def fine_tune(
         dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every parameter that trains is used in each step
         disable_tqdm=True,
+        prediction_loss_only=True,
+        label_names=["labels"],  # validation goes through the trainer's (lean) loss too, for PEFT models as well
     )
     trackers = ExitStack()  # the trackers read their folders when the Trainer is built and while it trains
     trackers.enter_context(tracker_environment(settings.report_to, run_dir, tracking_dir))
-    trainer = Trainer(
+    trainer = LeanTrainer(  # its loss: assistant tokens only, logits a chunk at a time (train/loss.py)
         model=model,
         args=arguments,
         train_dataset=ListDataset(train_split.rows),
