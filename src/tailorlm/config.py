@@ -69,6 +69,23 @@ class PreferenceSettings(Settings):
     beta: float = Field(
         0.1, gt=0, description="dpo/kto: how close to the reference the model stays (higher: closer); orpo: λ."
     )
+class ClassifySettings(Settings):
+    """How sure a classification head must be before it answers (task classify, head classification)."""
+
+    target_precision: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="The abstain threshold is the lowest confidence whose answers reach this precision on "
+        "the validation split; below it the model answers 'needs a person'.",
+    )
+    min_confidence: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="A fixed abstain threshold instead of one chosen for target_precision (0: never abstain).",
+    )
+    calibrate: bool = Field(True, description="Fit a temperature on the validation split (calibrated confidences).")
 
 
 class TrainSettings(Settings):
@@ -109,6 +126,23 @@ class TrainSettings(Settings):
     save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps (default: ~2 per run).")
     logging_steps: int = Field(5, gt=0, description="Write metrics.jsonl every N steps.")
     seed: int = Field(42, description="Seed for data order, initialisation and dropout.")
+    head: Literal["auto", "classification", "generative"] = Field(
+        "auto",
+        description="task classify: `classification` puts a label head on the base model (one forward pass, "
+        "calibrated probabilities); `generative` trains it to answer with the label; auto: classification.",
+    )
+    imbalance: Literal["weighted_loss", "sampling", "none"] = Field(
+        "weighted_loss",
+        description="Classification head: rare labels weigh more in the loss (inverse frequency), are drawn "
+        "more often, or neither. The label counts are recorded in the run.",
+    )
+    multi_label: bool = Field(
+        False, description="Classification head: several labels per example (sigmoid, one threshold per label)."
+    )
+    label_separator: str = Field(";", min_length=1, description="Multi-label: the separator inside a label cell.")
+    classify: ClassifySettings = Field(
+        default_factory=ClassifySettings, description="Classification head: calibration and the abstain threshold."
+    )
 
 
 class DedupSettings(Settings):
