@@ -214,7 +214,7 @@ class JudgeSettings(Settings):
     )
 
 
-Baseline = Literal["base", "few_shot", "rag"]
+Baseline = Literal["base", "few_shot", "rag", "label_similarity", "knn", "tfidf"]
 
 
 def _base_only() -> list[Baseline]:
@@ -223,7 +223,11 @@ def _base_only() -> list[Baseline]:
 
 class EvaluateSettings(Settings):
     baselines: list[Baseline] = Field(
-        default_factory=_base_only, description="Candidates compared with the fine-tuned model."
+        default_factory=_base_only,
+        description="Candidates compared with the fine-tuned model: the base model asked plainly (base), with "
+        "examples (few_shot) or retrieved passages (rag); for task classify also label_similarity (zero-shot by "
+        "embedding the label names), knn (vote of the nearest train examples) and tfidf (TF-IDF + logistic "
+        "regression), which need no generative base.",
     )
     metrics: list[str] | None = Field(None, description="Metric names (default: by task).")
     objectives: dict[str, float | Literal["beats_baselines"]] = Field(
@@ -237,8 +241,11 @@ class EvaluateSettings(Settings):
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N test cases.")
     few_shot_k: int = Field(3, ge=0, description="Examples from the train split shown to the few_shot baseline.")
     rag_k: int = Field(3, gt=0, description="Chunks retrieved for the rag baseline.")
+    knn_k: int = Field(5, gt=0, description="Train examples voting in the knn baseline (task classify).")
     rag_embedding_model: Path | None = Field(
-        None, description="Local sentence-transformers model directory: dense retrieval for rag instead of BM25."
+        None,
+        description="Local sentence-transformers model directory: dense retrieval for rag instead of BM25, and the "
+        "embeddings of the label_similarity and knn baselines (default for those: the base model).",
     )
     judge: JudgeSettings | None = Field(None, description="An LLM judge: rubric scores and pairwise wins.")
 
