@@ -47,7 +47,7 @@ from tailorlm.train.sft import MetricsLogger, ReportProgress
 from tailorlm.workspace import Workspace
 
 # A new head starts from random weights: it needs a higher rate than sft's defaults (2e-5 / 2e-4).
-DEFAULT_LEARNING_RATE = {"full": 5e-5, "lora": 1e-3, "dora": 1e-3, "qlora": 1e-3}
+DEFAULT_LEARNING_RATE = {"full": 1e-4, "lora": 1e-3, "dora": 1e-3, "qlora": 1e-3}
 
 
 def handles(settings: TrainSettings, task: str) -> bool:
