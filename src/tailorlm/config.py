@@ -48,6 +48,12 @@ class Source(Settings):
     skip_invalid: bool = Field(
         False, description="dataset: skip invalid JSONL lines (counted in the card) instead of refusing the file."
     )
+    split: Literal["train", "val", "test"] | None = Field(
+        None,
+        description="Pin every example of this source to one split (e.g. `test` for an audited test set or a "
+        "benchmark's official test file): never split further, never dropped as a duplicate; other sources' "
+        "duplicates of it are dropped instead.",
+    )
 
 
 class LoraSettings(Settings):
