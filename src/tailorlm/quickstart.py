@@ -208,7 +208,7 @@ def route_tickets(
         say(f"[bold]routing by {column}[/] (project acme-tickets-{column})")
         results.append(run_project(workspace, project, progress=progress))
     say(
-        f"Route a file:  tailorlm classify acme-tickets-{ROUTING[0]} tickets.csv --column body "
+        f"Route a file:  tailorlm classify acme-tickets-{ROUTING[0]} {source / 'tickets.csv'} --column body "
         f"--workspace {workspace.root}"
     )
     return results

@@ -61,3 +61,14 @@ def test_generative_baselines_on_an_encoder_are_refused_with_the_alternative(wor
     project = tickets_project(encoder, tmp_path, baselines=["base"])
     with pytest.raises(EvalError, match="encoder that can't generate; for task classify use label_similarity"):
         evaluate(workspace, project)
+
+
+def test_an_encoder_without_baselines_set_is_measured_against_the_ladder(workspace, tiny_model_dir, tmp_path):
+    from helpers.classify import build_tiny_encoder
+
+    encoder = build_tiny_encoder(tmp_path / "encoder", tiny_model_dir)
+    register_dataset(workspace, ticket_examples(30), name="tickets", val=0, test=6)
+    project = parse_project({"project": "tickets", "base_model": str(encoder), "task": "classify"}, root=tmp_path)
+    result = evaluate(workspace, project)
+    assert [c["name"] for c in result.summary["candidates"]] == LADDER
+    assert all(result.summary["scores"][name]["accuracy"]["n"] == 6 for name in LADDER)

@@ -330,6 +330,9 @@ def plan_suite(
             fingerprints[path] = model_fingerprint(path)
         return fingerprints[path]
 
+    default_baselines = baselines is None and "baselines" not in settings.model_fields_set
+    if default_baselines and task == "classify" and not _generates(base_model):
+        chosen_baselines = list(LADDER)  # the default `base` can't run on an encoder: its ladder instead
     if any(b in GENERATIVE for b in chosen_baselines) and not _generates(base_model):
         raise EvalError(
             f"baselines {[b for b in chosen_baselines if b in GENERATIVE]} ask the base model to write answers, but "
