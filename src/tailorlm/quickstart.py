@@ -208,7 +208,8 @@ def route_tickets(
         say(f"[bold]routing by {column}[/] (project acme-tickets-{column})")
         results.append(run_project(workspace, project, progress=progress))
     say(
-        f"Route a file:  tailorlm classify acme-tickets-{ROUTING[0]} {source / 'tickets.csv'} --column body "
+        f"Route a file (results beside it, FILE.classified.csv):  tailorlm classify acme-tickets-{ROUTING[0]} FILE.csv "
+        f"--column body"
         f"--workspace {workspace.root}"
     )
     return results
