@@ -209,7 +209,7 @@ def route_tickets(
         results.append(run_project(workspace, project, progress=progress))
     say(
         f"Route a file (results beside it, FILE.classified.csv):  tailorlm classify acme-tickets-{ROUTING[0]} FILE.csv "
-        f"--column body"
+        f"--column body "
         f"--workspace {workspace.root}"
     )
     return results
