@@ -52,6 +52,12 @@ def test_a_classification_head_learns_on_a_tiny_decoder(workspace, tiny_model_di
     assert {"ece_before", "ece_after", "val_accuracy", "coverage_curve"} <= set(info.calibration)
     assert result.data["train"]["label_counts"] == {"billing": 24, "shipping": 24, "technical": 24}
     assert held_out_accuracy(result) >= 0.8
+    # calibration read the val rows in their order (an eval loader grouping by length would scramble them)
+    val = ticket_examples(96)[:24]
+    classifier = load_classifier(artifact, tiny_model_dir, device="cpu")
+    predicted = classifier.predict([e.meta["input"] for e in val], min_confidence=0.0)
+    measured = sum(p.label == e.label for p, e in zip(predicted, val, strict=True)) / len(val)
+    assert abs(info.calibration["val_accuracy"] - measured) < 1e-9
 
 
 def test_full_fine_tuning_of_a_tiny_encoder_with_a_weighted_sampler(workspace, tiny_encoder, tmp_path):

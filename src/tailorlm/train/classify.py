@@ -296,10 +296,9 @@ def fine_tune(
         labels=labels, multi_label=settings.multi_label, max_length=max_input_tokens(tokenizer, settings)
     )
     if has_val and val_split is not None:
-        prediction = trainer.predict(ListDataset(val_split.rows))
-        logits = np.asarray(prediction.predictions, dtype=np.float64)
+        # In order, by hand: the Trainer's eval loader may group by length, which reorders the rows.
+        logits = validation_logits(trainer.model, val_split.rows, ClassifyCollator(tokenizer.pad_token_id), settings)
         targets = [row["labels"] for row in val_split.rows]
-        metrics["eval_loss"] = float(prediction.metrics.get("test_loss", float("nan")))
         info = calibrate(info, logits, targets, settings)
         metrics.update(
             {k: v for k, v in info.calibration.items() if isinstance(v, int | float)}  # val accuracy, ECE, ...
@@ -315,6 +314,23 @@ def fine_tune(
     tokenizer.save_pretrained(target)
     info.save(target)
     return metrics
+
+
+def validation_logits(
+    model: Any, rows: list[dict[str, Any]], collate: ClassifyCollator, settings: TrainSettings
+) -> np.ndarray:
+    """The model's logits for `rows`, in their order."""
+    import torch
+
+    device = next(model.parameters()).device
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(rows), settings.batch_size):
+            batch = collate(rows[start : start + settings.batch_size])
+            logits = model(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device))
+            out.append(logits.logits.float().cpu().numpy())
+    return np.concatenate(out).astype(np.float64)
 
 
 def _imbalance(settings: TrainSettings, split: LabelledSplit) -> tuple[Any, Any]:
