@@ -75,6 +75,8 @@ class PreferenceSettings(Settings):
     beta: float = Field(
         0.1, gt=0, description="dpo/kto: how close to the reference the model stays (higher: closer); orpo: λ."
     )
+
+
 class ClassifySettings(Settings):
     """How sure a classification head must be before it answers (task classify, head classification)."""
 

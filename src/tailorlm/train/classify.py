@@ -236,7 +236,7 @@ def fine_tune(
             disable_cpu_bf16_repack(model)
     class_weights, sample_weights = _imbalance(settings, train_split)
     has_val = val_split is not None and len(val_split.rows) > 0
-    learning_rate = settings.learning_rate or DEFAULT_LEARNING_RATE[settings.method]
+    learning_rate = settings.learning_rate or DEFAULT_LEARNING_RATE.get(settings.method, 1e-3)
     arguments = TrainingArguments(
         output_dir=str(run_dir / "checkpoints"),
         per_device_train_batch_size=settings.batch_size,
