@@ -6,8 +6,8 @@
 * `expected_calibration_error`: the gap between confidence and accuracy, averaged over equal-width bins.
 * `abstain_threshold`: the lowest confidence at which the answers kept reach a target precision, so
   the served model says "needs a person" below it; `coverage_curve` is the trade-off it was chosen on.
-* `multi_label_thresholds`: one probability threshold per label (multi-label heads), each the one
-  that maximises that label's F1 on validation.
+* `multi_label_thresholds`: one probability threshold per label (multi-label heads), each splitting
+  validation where that label's F1 is highest (halfway between the scores on either side of the split).
 
 Pure numpy: no model is loaded here.
 """
@@ -123,12 +123,14 @@ def multi_label_thresholds(probabilities: np.ndarray, targets: np.ndarray, defau
         if not gold.any():
             thresholds.append(default)
             continue
-        best, best_f1 = default, -1.0
-        for candidate in sorted(set(scores.tolist())):
+        best, best_f1, below = default, -1.0, 0.0
+        distinct = sorted(set(scores.tolist()))
+        for i, candidate in enumerate(distinct):
             predicted = scores >= candidate
             tp = float((predicted & gold).sum())
             f1 = 2 * tp / (predicted.sum() + gold.sum())
             if f1 > best_f1:
-                best, best_f1 = candidate, f1
-        thresholds.append(float(best))
+                best, best_f1, below = candidate, f1, distinct[i - 1] if i else 0.0
+        # halfway to the next lower score: the same split of validation, less fitted to its exact values
+        thresholds.append(float((best + below) / 2))
     return thresholds

@@ -93,8 +93,12 @@ def test_multi_label_head_learns_thresholds(workspace, tiny_model_dir, tmp_path)
     assert info.multi_label and info.thresholds is not None and len(info.thresholds) == 3
     assert all(0 < t < 1 for t in info.thresholds)
     classifier = load_classifier(result.run_dir / "adapter", tiny_model_dir, device="cpu")
-    both = classifier.predict(["refund invoice parcel shipped please help"], min_confidence=0.0)[0]
-    assert set(both.labels) == {"billing", "shipping"}
+    held_out = ticket_examples(60, seed=5, multi=True)
+    predicted = classifier.predict([e.meta["input"] for e in held_out], min_confidence=0.0)
+    gold = [set(e.label.split(";")) for e in held_out]
+    tp = sum(len(set(p.labels) & g) for p, g in zip(predicted, gold, strict=True))
+    micro_f1 = 2 * tp / (sum(len(p.labels) for p in predicted) + sum(len(g) for g in gold))
+    assert micro_f1 >= 0.7
 
 
 def test_the_generative_head_still_trains_with_sft(workspace, tiny_model_dir, tmp_path):
