@@ -36,6 +36,7 @@ TICKETS = {
         "Answer with the team name only."
     ),
     "train": {
+        "head": "generative",  # this half measures the model answering with the label (benchmarks/classify.py: heads)
         "method": "lora",
         "epochs": 2,
         "learning_rate": 3e-4,

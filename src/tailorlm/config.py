@@ -48,6 +48,12 @@ class Source(Settings):
     skip_invalid: bool = Field(
         False, description="dataset: skip invalid JSONL lines (counted in the card) instead of refusing the file."
     )
+    split: Literal["train", "val", "test"] | None = Field(
+        None,
+        description="Pin every example of this source to one split (e.g. `test` for an audited test set or a "
+        "benchmark's official test file): never split further, never dropped as a duplicate; other sources' "
+        "duplicates of it are dropped instead.",
+    )
 
 
 class LoraSettings(Settings):
@@ -69,6 +75,25 @@ class PreferenceSettings(Settings):
     beta: float = Field(
         0.1, gt=0, description="dpo/kto: how close to the reference the model stays (higher: closer); orpo: λ."
     )
+
+
+class ClassifySettings(Settings):
+    """How sure a classification head must be before it answers (task classify, head classification)."""
+
+    target_precision: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="The abstain threshold is the lowest confidence whose answers reach this precision on "
+        "the validation split; below it the model answers 'needs a person'.",
+    )
+    min_confidence: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="A fixed abstain threshold instead of one chosen for target_precision (0: never abstain).",
+    )
+    calibrate: bool = Field(True, description="Fit a temperature on the validation split (calibrated confidences).")
 
 
 class TrainSettings(Settings):
@@ -115,6 +140,23 @@ class TrainSettings(Settings):
         default_factory=list,
         description="Also log to these trackers, offline: TensorBoard in the run's tensorboard/ folder, MLflow in "
         "a SQLite store in the workspace (mlruns/mlflow.db), W&B in offline mode only. metrics.jsonl stays the record.",
+    )
+    head: Literal["auto", "classification", "generative"] = Field(
+        "auto",
+        description="task classify: `classification` puts a label head on the base model (one forward pass, "
+        "calibrated probabilities); `generative` trains it to answer with the label; auto: classification.",
+    )
+    imbalance: Literal["weighted_loss", "sampling", "none"] = Field(
+        "weighted_loss",
+        description="Classification head: rare labels weigh more in the loss (inverse frequency), are drawn "
+        "more often, or neither. The label counts are recorded in the run.",
+    )
+    multi_label: bool = Field(
+        False, description="Classification head: several labels per example (sigmoid, one threshold per label)."
+    )
+    label_separator: str = Field(";", min_length=1, description="Multi-label: the separator inside a label cell.")
+    classify: ClassifySettings = Field(
+        default_factory=ClassifySettings, description="Classification head: calibration and the abstain threshold."
     )
 
 
@@ -187,7 +229,7 @@ class JudgeSettings(Settings):
     )
 
 
-Baseline = Literal["base", "few_shot", "rag"]
+Baseline = Literal["base", "few_shot", "rag", "label_similarity", "knn", "tfidf"]
 
 
 def _base_only() -> list[Baseline]:
@@ -196,7 +238,11 @@ def _base_only() -> list[Baseline]:
 
 class EvaluateSettings(Settings):
     baselines: list[Baseline] = Field(
-        default_factory=_base_only, description="Candidates compared with the fine-tuned model."
+        default_factory=_base_only,
+        description="Candidates compared with the fine-tuned model: the base model asked plainly (base), with "
+        "examples (few_shot) or retrieved passages (rag); for task classify also label_similarity (zero-shot by "
+        "embedding the label names), knn (vote of the nearest train examples) and tfidf (TF-IDF + logistic "
+        "regression), which need no generative base.",
     )
     metrics: list[str] | None = Field(None, description="Metric names (default: by task).")
     objectives: dict[str, float | Literal["beats_baselines"]] = Field(
@@ -210,8 +256,11 @@ class EvaluateSettings(Settings):
     limit: int | None = Field(None, gt=0, description="Evaluate only the first N test cases.")
     few_shot_k: int = Field(3, ge=0, description="Examples from the train split shown to the few_shot baseline.")
     rag_k: int = Field(3, gt=0, description="Chunks retrieved for the rag baseline.")
+    knn_k: int = Field(5, gt=0, description="Train examples voting in the knn baseline (task classify).")
     rag_embedding_model: Path | None = Field(
-        None, description="Local sentence-transformers model directory: dense retrieval for rag instead of BM25."
+        None,
+        description="Local sentence-transformers model directory: dense retrieval for rag instead of BM25, and the "
+        "embeddings of the label_similarity and knn baselines (default for those: the base model).",
     )
     judge: JudgeSettings | None = Field(None, description="An LLM judge: rubric scores and pairwise wins.")
 

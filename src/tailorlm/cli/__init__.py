@@ -531,6 +531,7 @@ _add_export_commands()
 # The other verbs register themselves on import; they use the apps above, so this comes last.
 from tailorlm.cli import (  # noqa: E402, F401
     base_models,
+    classify,
     feedback,
     governance,
     iterate,

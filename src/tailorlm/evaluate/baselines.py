@@ -22,7 +22,8 @@ from typing import Any
 from tailorlm.evaluate.cases import EvalCase, EvalError
 from tailorlm.formats.examples import Example
 
-BASELINES = ("base", "few_shot", "rag")
+BASELINES = ("base", "few_shot", "rag", "label_similarity", "knn", "tfidf")
+GENERATIVE = ("base", "few_shot", "rag")  # the baselines the base model answers by generating
 RAG_INSTRUCTION = "Answer using the company's documents below when they are relevant."
 _WORD = re.compile(r"\w+")
 
@@ -36,7 +37,8 @@ class Candidate:
             or an endpoint's name.
         kind: `baseline`, `finetuned` or `endpoint`.
         model: Key of the model that answers (`base`, a run id, an endpoint name).
-        strategy: `plain`, `few_shot` or `rag`.
+        strategy: `plain`, `few_shot`, `rag`, or `input` (the bare text to classify: classification heads
+            and the baselines that need no generation).
         run: The run id for fine-tuned candidates.
     """
 

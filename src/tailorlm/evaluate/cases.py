@@ -49,6 +49,7 @@ class EvalCase:
         label: Gold label (classification).
         origin: Where the case comes from: `test` (the dataset's test split) or `cases.yaml:12`.
         source: The document the case came from (test split), for failure grouping.
+        text: The bare input (a table row's input cell) that classification heads and ladder baselines read.
     """
 
     id: str
@@ -62,12 +63,18 @@ class EvalCase:
     tags: list[str] = field(default_factory=list)
     origin: str = "test"
     source: str = ""
+    text: str | None = None
 
     @property
     def input_text(self) -> str:
         """The last user turn: the question, the text to classify or to extract from."""
         users = [m["content"] for m in self.messages if m["role"] == "user"]
         return users[-1] if users else ""
+
+    @property
+    def classify_text(self) -> str:
+        """The bare text to classify (the table builder's input cell), else the last user turn."""
+        return self.text or self.input_text
 
     def metric_case(self, context: str | None = None) -> Case:
         """The reference side the metrics score against; ``context`` is what the candidate was shown."""
@@ -118,6 +125,7 @@ def cases_from_examples(examples: Sequence[Example]) -> list[EvalCase]:
                 tags=[str(t) for t in example.meta.get("tags", [])],
                 origin="test",
                 source=example.source,
+                text=example.meta.get("input"),
             )
         )
     return cases

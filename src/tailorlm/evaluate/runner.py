@@ -173,6 +173,7 @@ def _run(
     outputs, losses = _generate(suite, decoding, settings.batch_size, cache, progress)
     seconds = time.monotonic() - started
     scores, passed = _score(suite, outputs, losses)
+    confidence = _confidence(suite)
     rows, failures = _rows(suite, outputs, scores, passed, losses)
     judge_summary = judge_answers(suite, outputs, scores, rows, progress) if suite.judge else None
     summary_scores = {name: {m: s.to_json() for m, s in by_metric.items()} for name, by_metric in scores.items()}
@@ -200,6 +201,7 @@ def _run(
         },
         "comparisons": _compare(suite, scores),
         "loss": {name: value["summary"] for name, value in losses.items()},
+        "confidence": confidence or None,
         "judge": judge_summary,
         "gate": gate_result.to_meta() if gate_result else None,
         "gates": {name: g.to_meta() for name, g in gates.items()} if len(gates) > 1 else None,
@@ -244,6 +246,18 @@ def _generate(
             }
         model.unload()
     return outputs, losses
+
+
+def _confidence(suite: Suite) -> dict[str, Any]:
+    """Per classification head: calibration on the test cases and what its abstain threshold keeps."""
+    from tailorlm.evaluate.classify import ClassifierCandidate
+
+    gold = [case.label if case.label is not None else case.expected for case in suite.cases]
+    return {
+        c.name: model.confidence_report(gold)
+        for c in suite.candidates
+        if isinstance(model := suite.models.get(c.model), ClassifierCandidate)
+    }
 
 
 def _score(

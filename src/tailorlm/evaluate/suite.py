@@ -18,6 +18,7 @@ from tailorlm.config import Project
 from tailorlm.endpoints import EndpointError, endpoint_host
 from tailorlm.evaluate.baselines import (
     BASELINES,
+    GENERATIVE,
     BM25Retriever,
     Candidate,
     DenseRetriever,
@@ -28,6 +29,7 @@ from tailorlm.evaluate.baselines import (
 )
 from tailorlm.evaluate.cache import model_fingerprint
 from tailorlm.evaluate.cases import EvalCase, EvalError, cases_from_examples, load_cases_file
+from tailorlm.evaluate.classify import LADDER, ClassifierCandidate, Embedder, LadderModel
 from tailorlm.evaluate.endpoint_model import EndpointModel
 from tailorlm.evaluate.gate import validate_objectives
 from tailorlm.evaluate.generation import LocalModel, Messages
@@ -55,7 +57,7 @@ class Suite:
     candidates: list[Candidate]
     conversations: dict[str, list[Messages]]
     contexts: dict[str, list[list[str]]]
-    models: dict[str, LocalModel | EndpointModel]
+    models: dict[str, Any]  # LocalModel, EndpointModel, ClassifierCandidate or LadderModel
     reference: str
     key: str
     judge: Judge | None = None
@@ -66,7 +68,7 @@ class Suite:
 
     def finetuned(self) -> list[Candidate]:
         """The plain fine-tuned candidates (one per run), which the gate and the judge's pairs use."""
-        return [c for c in self.candidates if c.kind == "finetuned" and c.strategy == "plain"]
+        return [c for c in self.candidates if c.kind == "finetuned" and c.strategy in ("plain", "input")]
 
     def close(self) -> None:
         for model in self.models.values():
@@ -134,15 +136,23 @@ def _candidates(
     resolved: Sequence[tuple[Artifact, Any]],
     endpoints: Sequence[str],
     fingerprint: Callable[[Path], str],
-) -> tuple[dict[str, LocalModel | EndpointModel], list[Candidate], dict[str, str]]:
+) -> tuple[dict[str, Any], list[Candidate], dict[str, str]]:
     """The local models with their candidates, and the endpoints by name (connected later)."""
-    models: dict[str, LocalModel | EndpointModel] = {}
+    from tailorlm.classifier import is_classifier
+
+    models: dict[str, Any] = {}
     candidates: list[Candidate] = []
-    if baselines:
+    generative = [b for b in baselines if b in GENERATIVE]
+    if generative:
         models["base"] = LocalModel("base", base_model, None, fingerprint(base_model))
-        candidates += [Candidate(b, "baseline", "base", "plain" if b == "base" else b) for b in baselines]
+        candidates += [Candidate(b, "baseline", "base", "plain" if b == "base" else b) for b in generative]
+    candidates += [Candidate(b, "baseline", b, "input") for b in baselines if b in LADDER]
     for run, model in resolved:
         name = "finetuned" if len(resolved) == 1 else run.id
+        if is_classifier(model.artifact_dir):
+            models[run.id] = ClassifierCandidate(run.id, model.artifact_dir, model.base_model)
+            candidates.append(Candidate(name, "finetuned", run.id, "input", run=run.id))
+            continue
         models[run.id] = LocalModel(
             run.id,
             model.base_model,
@@ -165,6 +175,37 @@ def _candidates(
         urls[name] = url
         candidates.append(Candidate(name, "endpoint", name, "plain"))
     return models, candidates, urls
+
+
+def _generates(base_model: Path) -> bool:
+    """Whether a model folder holds a generative (causal LM) model rather than an encoder."""
+    import json
+
+    config = json.loads((base_model / "config.json").read_text(encoding="utf-8"))
+    architectures = config.get("architectures") or []
+    return (
+        bool(config.get("is_decoder"))
+        or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+        or (not architectures and config.get("model_type") not in ("bert", "roberta", "distilbert", "modernbert"))
+    )
+
+
+def _ladder(
+    project: Project, baselines: Sequence[str], train: Sequence[Example], labels: list[str], base_model: Path
+) -> dict[str, LadderModel]:
+    """The classification baselines that need no generation, fitted on the train split."""
+    from tailorlm.classifier import text_to_classify
+
+    wanted = [b for b in baselines if b in LADDER]
+    if not wanted:
+        return {}
+    pairs = [(text_to_classify(e), str(e.label or e.target)) for e in train if e.is_chat]
+    if not pairs and any(b != "label_similarity" for b in wanted):
+        raise EvalError(f"baselines {wanted} learn from the train split, and it is empty")
+    settings = project.evaluate
+    path = project.resolve(settings.rag_embedding_model) if settings.rag_embedding_model else base_model
+    embedder = Embedder(path) if any(b != "tfidf" for b in wanted) else None
+    return {b: LadderModel(b, pairs, labels, embedder=embedder, k=settings.knn_k) for b in wanted}
 
 
 def _conversations(
@@ -205,7 +246,9 @@ def _conversations(
         }
     conversations: dict[str, list[Messages]] = {}
     for candidate in candidates:
-        if candidate.strategy == "rag":
+        if candidate.strategy == "input":
+            conversations[candidate.name] = [[{"role": "user", "content": c.classify_text}] for c in cases]
+        elif candidate.strategy == "rag":
             conversations[candidate.name] = [builder.rag(c, p) for c, p in zip(cases, retrieved, strict=True)]
             contexts[candidate.name] = [[p.source for p in found] for found in retrieved]
         elif candidate.strategy == "few_shot":
@@ -287,7 +330,19 @@ def plan_suite(
             fingerprints[path] = model_fingerprint(path)
         return fingerprints[path]
 
+    default_baselines = baselines is None and "baselines" not in settings.model_fields_set
+    if default_baselines and task == "classify" and not _generates(base_model):
+        chosen_baselines = list(LADDER)  # the default `base` can't run on an encoder: its ladder instead
+    if any(b in GENERATIVE for b in chosen_baselines) and not _generates(base_model):
+        raise EvalError(
+            f"baselines {[b for b in chosen_baselines if b in GENERATIVE]} ask the base model to write answers, but "
+            f"{base_model.name} is an encoder that can't generate; for task classify use "
+            f"{', '.join(LADDER)} (evaluate.baselines)"
+        )
+    if any(b in LADDER for b in chosen_baselines) and task != "classify":
+        raise EvalError(f"baselines {', '.join(LADDER)} label texts: they are for task classify (got {task!r})")
     models, candidates, urls = _candidates(chosen_baselines, base_model, resolved, endpoints or [], fingerprint)
+    models.update(_ladder(project, chosen_baselines, train, options.get("labels") or _labels(train, cases), base_model))
     if not candidates:
         raise EvalError("nothing to evaluate: no run, no baseline and no endpoint")
 

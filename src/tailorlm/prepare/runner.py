@@ -134,12 +134,21 @@ def _prepare(
 
     say(f"filtering {len(collected.examples)} examples")
     kept, drops = filter_examples(collected.examples, project.prepare)
-    kept, dedup = _deduplicate(kept, project)
+    pinned = [e for e in kept if e.meta.get("split")]  # sources with `split:` — first, so dedup keeps them
+    kept, dedup = _deduplicate(pinned + [e for e in kept if not e.meta.get("split")], project)
+    kept = pinned + [e for e in kept if not e.meta.get("split")]
     if not kept:
         raise PrepareError(_empty_message(project, len(collected.examples), drops, dedup, collected.skipped))
     try:
         files = {f["path"]: f["sha256"] for item in inputs for f in item.files}
-        splits = split_examples(kept, project.prepare.split, stratify_by_label=project.task == "classify", files=files)
+        free = [e for e in kept if not e.meta.get("split")]
+        splits = (
+            split_examples(free, project.prepare.split, stratify_by_label=project.task == "classify", files=files)
+            if free
+            else {split: [] for split in SPLITS}
+        )
+        for example in pinned:
+            splits[example.meta["split"]].append(example)
     except SplitError as error:
         raise PrepareError(f"dataset {project.dataset_name}: {error}") from None
     contamination = contamination_report(splits, project.prepare.dedup.near_threshold or 0.85)

@@ -122,6 +122,8 @@ def collect(
         examples = [collected.scrubber.example(example) for example in examples]
     for example in examples:
         example.meta.setdefault("file", str(source.path))
+        if source.split:
+            example.meta["split"] = source.split  # pinned: see prepare.runner (dedup and split leave it there)
     chunks: list[Chunk] = []
     if spec.chunks and project.task != "cpt":  # for cpt the chunks are the builder's examples
         settings = project.prepare.chunk

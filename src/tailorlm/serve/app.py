@@ -2,7 +2,8 @@
 
 Endpoints: `GET /health`, `GET /v1/models`, `GET /v1/models/{model}`, `POST /v1/chat/completions`,
 `POST /v1/completions` (both streaming as server-sent events or not), `POST /v1/feedback`, and, for admin keys,
-`GET|POST /v1/adapters` and `DELETE /v1/adapters/{name}` — one module per family in `routes/`, each
+`GET|POST /v1/adapters` and `DELETE /v1/adapters/{name}`; `POST /v1/classify` for classification heads —
+one module per family in `routes/`, each
 answering with the pydantic models of `schemas.py`. Errors are OpenAI-shaped (see `errors.py`).
 
 `/docs` (Swagger UI) and `/redoc` work air-gapped: their scripts, styles and favicon are served from
@@ -43,6 +44,7 @@ def create_app(
     resolve_model: Callable[[str], ModelRef] | None = None,
     audit: Callable[..., Any] | None = None,
     feedback: Callable[[Any], Any] | None = None,
+    classifiers: dict[str, Any] | None = None,
 ) -> FastAPI:
     """The API for `engine`.
 
@@ -56,6 +58,7 @@ def create_app(
             (`serve()` passes the workspace's audit log).
         feedback: Stores a `FeedbackRecord` from `POST /v1/feedback` (`serve()` passes `tailorlm.feedback.record`
             on the workspace); None answers that route with 503.
+        classifiers: Classification heads by served name (`tailorlm.classifier.Classifier`), for `POST /v1/classify`.
     """
     app = FastAPI(
         title="TailorLM",
@@ -72,6 +75,7 @@ def create_app(
     app.state.server = Server(
         engine, auth, limits, RateLimiter(limits.rate_limit_per_minute), resolve_model, audit, feedback, RecentAnswers()
     )
+    app.state.server.classifiers = dict(classifiers or {})
     if request_log is not None:
         app.state.server.logged_completion = functools.partial(logged_completion, request_log.path)
     for router in ROUTERS:

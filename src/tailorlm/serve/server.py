@@ -127,7 +127,16 @@ def serve(
             f"two models would be served under one name ({', '.join(names)}); "
             "name them with alias=model, e.g. canary=acme@v2"
         )
+    from tailorlm.classifier import is_classifier, load_classifier
+
+    heads = [(name, ref) for name, ref in refs if is_classifier(ref.artifact_dir)]  # POST /v1/classify
+    refs = [(name, ref) for name, ref in refs if not is_classifier(ref.artifact_dir)]
     base = base_model or next((ref.base_model for _, ref in refs), None)
+    if base is None and heads:
+        raise ServeError(
+            "only classification models were named: the server also needs a generative model for its chat "
+            "endpoints (name one, or pass a base_model); to classify files without a server use `tailorlm classify`"
+        )
     if base is None:
         raise ServeError("nothing to serve: name at least one registered model (or a base_model)")
     auth = None if no_auth else KeyStore(workspace)
@@ -140,6 +149,7 @@ def serve(
     try:
         for name, ref in refs:
             engine.load(name, ref)
+        classifiers = {name: load_classifier(ref.artifact_dir, ref.base_model, device=device) for name, ref in heads}
         app = create_app(
             engine,
             auth=auth,
@@ -148,10 +158,11 @@ def serve(
             resolve_model=lambda reference: _releasable(workspace, reference),
             audit=workspace.audit.append,
             feedback=functools.partial(record_feedback, workspace),
+            classifiers=classifiers,
         )
         workspace.audit.append(
             "serve.start",
-            inputs=[f"{r.name}@{r.version}" if r.version else r.name for _, r in refs],
+            inputs=[f"{r.name}@{r.version}" if r.version else r.name for _, r in refs + heads],
             host=host,
             port=port,
             no_auth=no_auth,

@@ -26,6 +26,7 @@ from tailorlm.workspace import Workspace
 
 RECIPES: list[str] = [
     "tailorlm.train.preference",  # dpo, kto, orpo on a LoRA adapter (TRL)
+    "tailorlm.train.classify",  # task classify with a classification head (the default for that task)
     "tailorlm.train.sft",  # supervised answers (full, LoRA, QLoRA, DoRA); keep it last
 ]
 

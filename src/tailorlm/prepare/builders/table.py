@@ -2,7 +2,8 @@
 
 * With `source.label`: classification. The user turn is the instruction, listing the label set
   (computed from the data, sorted), then the `source.input` cell; the assistant answers with the
-  label, which is also kept as `Example.label` for metrics and stratified splits.
+  label, which is also kept as `Example.label` for metrics and stratified splits; the bare input
+  cell is kept as `meta.input` (what a classification head and the retrieval baselines read).
 * With `source.fields` instead: extraction of those columns as JSON, as in the `extraction` builder
   (assistant = JSON with sorted keys, `meta.fields`).
 
@@ -78,7 +79,7 @@ def _classification(documents: Sequence[Document], source: Source, project: Proj
             assistant=label,
             label=label,
             source=source_ref(document, project),
-            meta={"file": file_label(document, project)},
+            meta={"file": file_label(document, project), "input": text},
         )
 
 

@@ -4,7 +4,7 @@ scope, rate limit) as a FastAPI dependency, and the sampling settings a request 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -31,6 +31,7 @@ class Server:
     feedback: Callable[[Any], Any] | None = None  # stores a FeedbackRecord (see routes/feedback.py)
     answers: Any = None  # RecentAnswers: the latest answers by completion id, for feedback
     logged_completion: Callable[[str], dict[str, Any] | None] = lambda completion_id: None
+    classifiers: dict[str, Any] = field(default_factory=dict)  # name → tailorlm.classifier.Classifier
 
 
 def server_of(request: Request) -> Server:
