@@ -17,12 +17,14 @@ decoder LLM (`LlamaForSequenceClassification`, ...) — and trains it on the bar
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from transformers import Trainer, TrainingArguments, set_seed
+from transformers.integrations import get_reporting_integration_callbacks
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from tailorlm.calibration import (
@@ -38,12 +40,14 @@ from tailorlm.classifier import ClassifierInfo, gold_labels, load_sequence_class
 from tailorlm.config import TrainSettings
 from tailorlm.dataset_splits import load_split
 from tailorlm.errors import UserError
+from tailorlm.lifecycle import Interrupted, stop_requested
 from tailorlm.modeling import add_adapters, disable_cpu_bf16_repack, torch_dtype
 from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact
+from tailorlm.train.checkpoints import StopAndWholeRunLoss, save_checkpoints_atomically
 from tailorlm.train.data import ListDataset
 from tailorlm.train.plan import Plan
-from tailorlm.train.sft import MetricsLogger, ReportProgress
+from tailorlm.train.sft import MetricsLogger, ReportProgress, tracker_environment
 from tailorlm.workspace import Workspace
 
 # A new head starts from random weights: it needs a higher rate than sft's defaults (2e-5 / 2e-4).
@@ -203,8 +207,11 @@ def fine_tune(
     resume_from: Path | None = None,
     callbacks: list[Any] | None = None,
     progress: Progress = SILENT,
+    tracking_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Train the head (and the base or its adapters), calibrate on val, save `classifier.json` with the weights."""
+    """Train the head (and the base or its adapters), calibrate on val, save `classifier.json` with the weights.
+
+    Checkpoints, stops on a signal and experiment trackers work as in `sft.py`."""
     import torch
 
     # --- setup ---------------------------------------------------------------------------------
@@ -259,7 +266,8 @@ def fine_tune(
         logging_steps=settings.logging_steps,
         logging_first_step=True,
         include_num_input_tokens_seen="non_padding",
-        report_to="none",
+        report_to=list(settings.report_to) or "none",
+        run_name=run_dir.name,
         seed=settings.seed,
         data_seed=settings.seed,
         use_cpu=plan.device == "cpu",
@@ -267,6 +275,8 @@ def fine_tune(
         dataloader_num_workers=0,
         disable_tqdm=True,
     )
+    trackers = ExitStack()  # the trackers read their folders when the Trainer is built and while it trains
+    trackers.enter_context(tracker_environment(settings.report_to, run_dir, tracking_dir))
     trainer = ClassifyTrainer(
         model=model,
         args=arguments,
@@ -274,10 +284,11 @@ def fine_tune(
         eval_dataset=ListDataset(val_split.rows) if has_val and val_split is not None else None,
         data_collator=ClassifyCollator(tokenizer.pad_token_id),
         processing_class=tokenizer,
-        callbacks=[MetricsLogger(run_dir / "metrics.jsonl"), *(callbacks or [])],
+        callbacks=[StopAndWholeRunLoss(), MetricsLogger(run_dir / "metrics.jsonl"), *(callbacks or [])],
         class_weights=class_weights,
         sample_weights=sample_weights,
     )
+    save_checkpoints_atomically(trainer)  # complete or absent, as in sft.py
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
     reporter = ReportProgress(progress)
@@ -288,6 +299,11 @@ def fine_tune(
         output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     finally:
         reporter.close()
+        trackers.close()
+    if signal_name := stop_requested():  # SIGTERM or Ctrl-C: a checkpoint was saved at the last step
+        raise Interrupted(signal_name)
+    for tracker in get_reporting_integration_callbacks(settings.report_to):
+        trainer.remove_callback(tracker)
     metrics: dict[str, Any] = dict(output.metrics)
     metrics["learning_rate"] = learning_rate
 
