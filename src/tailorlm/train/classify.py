@@ -47,7 +47,7 @@ from tailorlm.registry import Artifact
 from tailorlm.train.checkpoints import StopAndWholeRunLoss, save_checkpoints_atomically
 from tailorlm.train.data import ListDataset
 from tailorlm.train.plan import Plan
-from tailorlm.train.sft import MetricsLogger, ReportProgress, tracker_environment
+from tailorlm.train.sft import MetricsLogger, ReportProgress, shared_arguments, tracker_environment
 from tailorlm.workspace import Workspace
 
 # A new head starts from random weights: it needs a higher rate than sft's defaults (2e-5 / 2e-4).
@@ -245,35 +245,10 @@ def fine_tune(
     has_val = val_split is not None and len(val_split.rows) > 0
     learning_rate = settings.learning_rate or DEFAULT_LEARNING_RATE.get(settings.method, 1e-3)
     arguments = TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation,
-        learning_rate=learning_rate,
-        num_train_epochs=plan.epochs,
-        max_steps=settings.max_steps or -1,
-        lr_scheduler_type=settings.scheduler,
-        warmup_steps=round(settings.warmup_ratio * plan.total_steps),
-        weight_decay=settings.weight_decay,
-        bf16=plan.precision == "bf16",
-        fp16=plan.precision == "fp16",
+        **shared_arguments(run_dir, settings, plan, has_val, learning_rate),
         train_sampling_strategy="group_by_length" if settings.group_by_length and sample_weights is None else "random",
-        eval_strategy="steps" if has_val else "no",
-        eval_steps=plan.eval_steps,
-        save_strategy="steps",
-        save_steps=plan.save_steps,
-        save_total_limit=2,
-        logging_steps=settings.logging_steps,
-        logging_first_step=True,
         include_num_input_tokens_seen="non_padding",
-        report_to=list(settings.report_to) or "none",
-        run_name=run_dir.name,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        use_cpu=plan.device == "cpu",
         remove_unused_columns=False,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
     )
     trackers = ExitStack()  # the trackers read their folders when the Trainer is built and while it trains
     trackers.enter_context(tracker_environment(settings.report_to, run_dir, tracking_dir))

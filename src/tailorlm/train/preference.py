@@ -29,7 +29,7 @@ from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact
 from tailorlm.train.checkpoints import StopAndWholeRunLoss, save_checkpoints_atomically
 from tailorlm.train.plan import Plan
-from tailorlm.train.sft import MetricsLogger, ReportProgress, tracker_environment
+from tailorlm.train.sft import MetricsLogger, ReportProgress, shared_arguments, tracker_environment
 from tailorlm.workspace import Workspace
 
 METRIC_PREFIXES = ("rewards/", "logps/", "eval_rewards/", "eval_logps/", "kl")
@@ -154,33 +154,8 @@ def fine_tune(
     has_val = val_split is not None and len(val_split.rows) > 0
     trainer_class, config_class, options = _trainer(settings)
     arguments = config_class(
-        output_dir=str(run_dir / "checkpoints"),
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation,
-        learning_rate=plan.learning_rate,
-        num_train_epochs=plan.epochs,
-        max_steps=settings.max_steps or -1,
-        lr_scheduler_type=settings.scheduler,
-        warmup_steps=round(settings.warmup_ratio * plan.total_steps),
-        weight_decay=settings.weight_decay,
-        bf16=plan.precision == "bf16",
-        fp16=plan.precision == "fp16",
-        eval_strategy="steps" if has_val else "no",
-        eval_steps=plan.eval_steps,
-        save_strategy="steps",
-        save_steps=plan.save_steps,
-        save_total_limit=2,
-        logging_steps=settings.logging_steps,
-        logging_first_step=True,
-        report_to=list(settings.report_to) or "none",
-        run_name=run_dir.name,
-        seed=settings.seed,
-        data_seed=settings.seed,
-        use_cpu=plan.device == "cpu",
-        dataloader_num_workers=0,
+        **shared_arguments(run_dir, settings, plan, has_val, plan.learning_rate),
         ddp_find_unused_parameters=False,
-        disable_tqdm=True,
         max_length=settings.max_length,
         **options,
     )

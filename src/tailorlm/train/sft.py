@@ -79,36 +79,11 @@ def fine_tune(
     model.config.use_cache = False
     has_val = val_split is not None and len(val_split.rows) > 0
     arguments = TrainingArguments(
-        output_dir=str(run_dir / "checkpoints"),
-        per_device_train_batch_size=settings.batch_size,
-        per_device_eval_batch_size=settings.batch_size,
-        gradient_accumulation_steps=settings.gradient_accumulation,
-        learning_rate=plan.learning_rate,
-        num_train_epochs=plan.epochs,
-        max_steps=settings.max_steps or -1,
-        lr_scheduler_type=settings.scheduler,
-        warmup_steps=round(settings.warmup_ratio * plan.total_steps),
-        weight_decay=settings.weight_decay,
-        bf16=plan.precision == "bf16",
-        fp16=plan.precision == "fp16",
+        **shared_arguments(run_dir, settings, plan, has_val, plan.learning_rate),
         train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
-        eval_strategy="steps" if has_val else "no",
-        eval_steps=plan.eval_steps,
-        save_strategy="steps",
-        save_steps=plan.save_steps,
-        save_total_limit=2,
-        logging_steps=settings.logging_steps,
-        logging_first_step=True,
         include_num_input_tokens_seen="non_padding",
-        report_to=list(settings.report_to) or "none",
-        run_name=run_dir.name,  # the trackers' name for the run
-        seed=settings.seed,
-        data_seed=settings.seed,
-        use_cpu=plan.device == "cpu",
         remove_unused_columns=False,
-        dataloader_num_workers=0,
         ddp_find_unused_parameters=False,  # every parameter that trains is used in each step
-        disable_tqdm=True,
         prediction_loss_only=True,
         label_names=["labels"],  # validation goes through the trainer's (lean) loss too, for PEFT models as well
     )
@@ -149,6 +124,41 @@ def fine_tune(
         trainer.model.save_pretrained(target)
         tokenizer.save_pretrained(target)
     return metrics
+
+
+def shared_arguments(
+    run_dir: Path, settings: TrainSettings, plan: Plan, has_val: bool, learning_rate: float
+) -> dict[str, Any]:
+    """The trainer arguments every recipe sets alike (batch, schedule, precision, evaluation and checkpoint
+    steps, logging, trackers, seeds, device); each recipe adds its own."""
+    return {
+        "output_dir": str(run_dir / "checkpoints"),
+        "per_device_train_batch_size": settings.batch_size,
+        "per_device_eval_batch_size": settings.batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation,
+        "learning_rate": learning_rate,
+        "num_train_epochs": plan.epochs,
+        "max_steps": settings.max_steps or -1,
+        "lr_scheduler_type": settings.scheduler,
+        "warmup_steps": round(settings.warmup_ratio * plan.total_steps),
+        "weight_decay": settings.weight_decay,
+        "bf16": plan.precision == "bf16",
+        "fp16": plan.precision == "fp16",
+        "eval_strategy": "steps" if has_val else "no",
+        "eval_steps": plan.eval_steps,
+        "save_strategy": "steps",
+        "save_steps": plan.save_steps,
+        "save_total_limit": 2,
+        "logging_steps": settings.logging_steps,
+        "logging_first_step": True,
+        "report_to": list(settings.report_to) or "none",
+        "run_name": run_dir.name,  # the trackers' name for the run
+        "seed": settings.seed,
+        "data_seed": settings.seed,
+        "use_cpu": plan.device == "cpu",
+        "dataloader_num_workers": 0,
+        "disable_tqdm": True,
+    }
 
 
 @contextmanager
