@@ -83,6 +83,21 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses, names resolved: where a server may listen without auth."""
+    if host in {"localhost", "localhost.localdomain"}:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except OSError:
+        return False
+    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
+
+
 def decide(host: str, port: int | None = None) -> bool:
     """True when a connection to `host` (and `port`) may go out under the current policy."""
     host = host.strip("[]")

@@ -4,11 +4,9 @@ running server. Both are what the CLI verbs `tailorlm serve` and `tailorlm model
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import logging
 import logging.config
-import socket
 import subprocess
 import time
 import urllib.error
@@ -35,21 +33,6 @@ class ServeError(UserError, ValueError):
 
 class DeployError(UserError, RuntimeError):
     """The running server refused the model (its error message is included)."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (names are resolved)."""
-    if host in {"localhost", "localhost.localdomain"}:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        pass
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except OSError:
-        return False
-    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
 def served_name(reference: str) -> str:
@@ -107,7 +90,7 @@ def serve(
     from tailorlm.serve.request_log import RequestLog, check_retention
 
     check_retention(log_retention_days)
-    if no_auth and not is_loopback(host):
+    if no_auth and not offline.is_loopback(host):
         raise ServeError(
             f"--no-auth is refused on {host}: without API keys the server must listen on loopback only "
             "(127.0.0.1); create a key with `tailorlm keys create` to serve other machines"

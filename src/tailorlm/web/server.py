@@ -3,32 +3,15 @@ unless logins are on (and at least one user exists), so an open dashboard never 
 
 from __future__ import annotations
 
-import ipaddress
-import socket
-
 from tailorlm import offline
 from tailorlm.errors import UserError
+from tailorlm.offline import is_loopback
 from tailorlm.web.users import list_users
 from tailorlm.workspace import Workspace
 
 
 class DashboardError(UserError, ValueError):
     """A dashboard that must not start as asked (open to the network, no user to log in)."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (names are resolved)."""
-    if host in {"localhost", "localhost.localdomain"}:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        pass
-    try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except OSError:
-        return False
-    return bool(addresses) and all(ipaddress.ip_address(a).is_loopback for a in addresses)
 
 
 def check_listening(workspace: Workspace, host: str, *, auth: bool) -> None:
