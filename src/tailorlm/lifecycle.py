@@ -64,7 +64,8 @@ def stop_requested() -> str | None:
 @contextmanager
 def stop_signals(*, defer: bool = False) -> Iterator[None]:
     """SIGTERM and SIGINT stop the block like Ctrl-C (module docstring); off the main thread, nothing
-    changes (only the main thread may handle signals)."""
+    changes (only the main thread may handle signals). An error that ends the block after a signal
+    interrupted it leaves as `Interrupted` (the signal's exception, wrapped on its way out)."""
     global _requested
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -72,6 +73,7 @@ def stop_signals(*, defer: bool = False) -> Iterator[None]:
     signals = (signal.SIGINT, signal.SIGTERM)
     previous = {number: signal.getsignal(number) for number in signals}
     outer = _requested
+    raised: list[str] = []
 
     def handle(number: int, _frame: object) -> None:
         global _requested
@@ -79,12 +81,20 @@ def stop_signals(*, defer: bool = False) -> Iterator[None]:
         if defer and _requested is None:
             _requested = name
             return
+        raised.append(name)
         raise Interrupted(name)
 
     for number in signals:
         signal.signal(number, handle)
     try:
         yield
+    except Exception as error:
+        # The signal's exception can surface as another one: raised inside an import, a class body
+        # or a library's own `except Exception`, it comes out as a RuntimeError or the like. Once a
+        # stop was signalled, whatever ends the block is that stop.
+        if raised:
+            raise Interrupted(raised[0]) from error
+        raise
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)

@@ -150,6 +150,24 @@ def test_sigterm_stops_a_block_like_ctrl_c(defer):
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL and stop_requested() is None
 
 
+def test_a_signal_that_surfaces_as_another_error_still_stops_the_block():
+    """A SIGTERM landing inside an import or a library's `except` comes out as a RuntimeError (as in
+    spaCy's pydantic class bodies): the block still ends as `Interrupted`, so the verb exits 143."""
+
+    class Descriptor:
+        def __set_name__(self, owner: type, name: str) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+
+    with pytest.raises(Interrupted) as stopped, stop_signals():
+        try:
+            type("Model", (), {"field": Descriptor()})
+        except KeyboardInterrupt as caught:  # Python ≥ 3.12 lets it through: wrap it as a library would
+            raise RuntimeError("a library re-raised it") from caught
+    assert stopped.value.signal_name == "SIGTERM"
+    assert isinstance(stopped.value.__cause__, RuntimeError)
+
+
 @pytest.mark.parametrize(
     ("options", "named"),
     [

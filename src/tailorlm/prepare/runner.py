@@ -94,12 +94,12 @@ def prepare(
     """
     offline.enforce(project.allow_hosts)
     remove_abandoned_staging(workspace.dataset_dir(project.dataset_name, "v1").parent)  # a SIGKILL's leftovers
-    with stop_signals():
-        try:
+    try:
+        with stop_signals():
             return _prepare(workspace, project, ingest=ingest, progress=progress, force=force)
-        except KeyboardInterrupt as stop:
-            workspace.audit.append("prepare.interrupted", dataset=project.dataset_name, signal=signal_of(stop))
-            raise
+    except KeyboardInterrupt as stop:
+        workspace.audit.append("prepare.interrupted", dataset=project.dataset_name, signal=signal_of(stop))
+        raise
 
 
 def _prepare(
