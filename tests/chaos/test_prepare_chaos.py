@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers.chaos import Chaos, assert_sound, random_kills
+from helpers.chaos import STOPPED, Chaos, assert_sound, random_kills
 from helpers.serve import ServerThread, scripted_teacher
 from tailorlm.registry import DatasetMeta
 from tailorlm.workspace import Workspace
@@ -112,7 +112,7 @@ def chaos_chain(name: str, seed: int, folder: Path, model_dir: Path, tmp_path: P
             root = make_workspace(tmp_path / f"{name}-{len(chaos.attempts)}", folder, model_dir, teacher)
             roots.append(root)
             continue
-        assert attempt.exit_code in (-signal.SIGKILL, 128 + signal.SIGTERM), f"{kill}: {attempt.log}"
+        assert attempt.exit_code in STOPPED, f"{kill}: {attempt.log}"
         assert "Traceback" not in attempt.log, f"{kill}: {attempt.log}"
     final = chaos.run(["prepare", "--workspace", str(root)])
     assert final.exit_code == 0, final.log

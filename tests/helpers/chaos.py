@@ -50,6 +50,12 @@ def run_cli(argv: list[str], env: dict[str, str], log: str) -> None:
     os._exit(0)
 
 
+STOPPED = (-signal.SIGKILL, 128 + signal.SIGTERM, -signal.SIGTERM)
+"""How a killed attempt may end: SIGKILL; SIGTERM caught by the verb (exit 143); or SIGTERM that arrived
+before the CLI installed its handler (interpreter start-up on a loaded machine), which ends the process
+the default way with nothing begun. The dedicated SIGTERM tests insist on 143."""
+
+
 @dataclass
 class Kill:
     """Where to stop one attempt: at the `count`-th time it reaches `point`, or `after` seconds; with `signal`."""

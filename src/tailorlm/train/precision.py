@@ -19,6 +19,9 @@ from pathlib import Path
 # bf16 must beat fp32 by this much: below it, the lower precision isn't worth it.
 BF16_MIN_SPEEDUP = 1.3
 TOKENS = 512  # rows of the timed matmul: a micro-batch's worth
+SMALLEST_MEASURED_HIDDEN = 256
+"""Below this hidden size a matmul is too small for bf16 to pay, and timing it is noise: fp32, unmeasured
+(so the same tiny model gets the same precision whatever the machine's load)."""
 MEASURED_METHODS = ("lora", "dora", "full")  # the supervised recipe, whose bf16 path is tested
 
 
@@ -41,6 +44,10 @@ def choose_precision(requested: str, device: str, method: str, model_dir: Path |
     if method not in MEASURED_METHODS:  # QLoRA: bitsandbytes' CPU 4-bit kernels are only checked in fp32;
         return PrecisionChoice("fp32", f"precision auto: fp32 ({method} on CPU)")  # preference: not measured
     hidden, intermediate = model_shape(model_dir)
+    if hidden < SMALLEST_MEASURED_HIDDEN:
+        return PrecisionChoice(
+            "fp32", f"precision auto: fp32 (hidden size {hidden} < {SMALLEST_MEASURED_HIDDEN}: too small to gain)"
+        )
     fp32, bf16 = block_seconds(hidden, intermediate)
     return decide(fp32, bf16, f"{TOKENS}×{hidden}→{intermediate}")
 
