@@ -150,3 +150,19 @@ def test_fsdp2_under_gloo_learns_what_one_process_learns(tmp_path, tiny_model_di
     assert "Traceback" not in alone.stderr
     again = _train(two, 2, "--resume", run.id)
     assert again.returncode != 0 and "resuming FSDP on CPU processes is not supported" in again.stdout + again.stderr
+
+
+def test_accelerate_launch_cpu_with_two_processes_is_refused_not_run_alone(tmp_path, tiny_model_dir):
+    """`accelerate launch --cpu --num_processes 2` starts one process (its simple launcher), with the
+    rendezvous of a multi-process launch set: refused before training, nothing registered."""
+    root = _workspace(tmp_path / "ws", tiny_model_dir, batch_size=4)
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"messages": e.to_json()["messages"]}) + "\n" for e in make_chat_examples(8)))
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1"]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "tailorlm.cli", "train"]
+    command += ["--workspace", str(root), "--data", str(data)]
+    result = run_group(command, env={**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode != 0
+    assert "accelerate launch was asked for several processes but started one" in result.stdout + result.stderr
+    assert Workspace(root).registry.find("run") == []
