@@ -131,6 +131,7 @@ def test_the_plan_records_the_strategy_and_why(tiny_model_dir):
         "train.strategy fsdp applies to 2 or more processes; this is one",
     )
     assert plan.to_json()["strategy"] == "single"
+    assert "; train.strategy fsdp applies to 2 or more processes; this is one" in describe_plan(plan, "lora", 40)
     plan.strategy, plan.strategy_reason = "ddp", "auto: fits on one device"
     assert "strategy ddp (auto: fits on one device)" in describe_plan(plan, "lora", 40)
 
@@ -158,3 +159,32 @@ def test_an_fsdp_checkpoint_resumes_under_fsdp_on_gpus_only(tmp_path):
     with pytest.raises(StrategyError, match="resuming FSDP on CPU processes is not supported"):
         check_resume(checkpoint, "fsdp", "run-x", "cpu")
     check_resume(checkpoint, "fsdp", "run-x", "cuda")
+
+
+def test_deepspeed_asked_on_cpu_processes_stops_every_rank_with_the_reason(tmp_path, tiny_model_dir):
+    """Through the CLI under torchrun: each rank refuses before training (exit 1), nothing is registered."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    from helpers.data import make_chat_examples, register_dataset
+    from tailorlm.workspace import Workspace
+
+    ws = Workspace(tmp_path / "ws")
+    register_dataset(ws, make_chat_examples(40))
+    train = {"method": "lora", "batch_size": 2, "max_steps": 2, "strategy": "deepspeed_zero3"}
+    ws.project_file.write_text(yaml.safe_dump({"project": "tiny", "base_model": str(tiny_model_dir), "train": train}))
+    ws.close()
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    result = subprocess.run(
+        [sys.executable, "-m", "tailorlm.cli", "train", "--workspace", str(ws.root), "--processes", "2"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"},
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "DeepSpeed trains on GPUs only and this launch is on cpu" in result.stdout + result.stderr
+    assert Workspace(ws.root).registry.find("run") == []

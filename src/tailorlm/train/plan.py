@@ -112,6 +112,8 @@ def describe_plan(plan: Plan, method: str, n_train: int, resume_from: Path | Non
         line += f"; resuming from {resume_from.name}"
     if plan.strategy != "single":
         line += f"; strategy {plan.strategy} ({plan.strategy_reason})"
+    elif plan.strategy_reason not in ("", "one process"):  # a strategy asked for that one process can't use
+        line += f"; {plan.strategy_reason}"
     return "; ".join([line, *plan.notes])
 
 
