@@ -136,6 +136,13 @@ class TrainSettings(Settings):
     save_steps: int | None = Field(None, gt=0, description="Checkpoint every N steps (default: ~2 per run).")
     logging_steps: int = Field(5, gt=0, description="Write metrics.jsonl every N steps.")
     seed: int = Field(42, description="Seed for data order, initialisation and dropout.")
+    strategy: Literal["auto", "ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"] = Field(
+        "auto",
+        description="How the processes of `tailorlm train --gpus N` (or --processes N) share the work: ddp (each "
+        "holds the whole model), fsdp (FSDP2: weights, gradients and optimizer states sharded), deepspeed_zero2 / "
+        "deepspeed_zero3 (needs DeepSpeed and GPUs); auto: ddp when the planner finds the run fits on one device, "
+        "else fsdp. The choice and why are printed and recorded; its config is written into the run folder.",
+    )
     report_to: list[Literal["tensorboard", "mlflow", "wandb"]] = Field(
         default_factory=list,
         description="Also log to these trackers, offline: TensorBoard in the run's tensorboard/ folder, MLflow in "

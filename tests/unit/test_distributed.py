@@ -1,7 +1,13 @@
 """Distributed training on CPU with real processes: `torchrun --nproc_per_node 2` (gloo, DDP) makes one run,
 one set of artifacts and one audit event per step, with the loss curve of one process at the same global
-batch; a checkpoint written by 2 processes resumes on 1; a launch that reached fewer processes than it
-asked for is refused."""
+batch; a checkpoint written by 2 processes resumes on 1; FSDP2 (`train.strategy: fsdp`) runs under gloo too,
+with the same loss curve and adapter and its config in the run folder (its checkpoints resume under FSDP
+on GPUs only: on CPU processes accelerate's FSDP2 checkpoint load hangs under gloo, so that is refused);
+a launch that reached fewer processes than it asked for is refused.
+
+FSDP2 on CPU: gloo runs `fully_shard` (all-gather / reduce-scatter) fine, but accelerate turns FSDP on only for
+GPU-like devices, so the Trainer's `fsdp=` on CPU processes silently trains DDP; train/strategy.py hands the
+Trainer's FSDP2 plugin to accelerate there and refuses a Trainer that built anything else than planned."""
 
 from __future__ import annotations
 
@@ -74,6 +80,8 @@ def test_two_processes_make_one_run_with_the_loss_curve_of_one_process(tmp_path,
     assert actions == ["prepare", "train.start", "train.complete"]  # the import once, the run once
     assert ws.audit.verify()[0]
 
+    assert runs[0].meta.plan["strategy"] == "ddp" and "fits on one device" in runs[0].meta.plan["strategy_reason"]
+    assert "strategy ddp (auto: fits on one device" in result.stdout  # printed before the first step
     single = Workspace(one).registry.find("run")[0]
     expected, got = _losses(Workspace(one).path_of(single)), _losses(ws.path_of(runs[0]))
     assert sorted(got) == list(range(1, 7))
@@ -105,3 +113,56 @@ def test_a_launch_that_reached_fewer_processes_is_refused(monkeypatch):
         distributed.check_world()
     monkeypatch.setenv(distributed.EXPECTED_WORLD_ENV, "1")
     distributed.check_world()
+
+
+@pytest.mark.integration  # two torchrun launches of the tiny model and a refused one: about a minute
+def test_fsdp2_under_gloo_learns_what_one_process_learns(tmp_path, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    one = _workspace(tmp_path / "one", tiny_model_dir, batch_size=8)
+    two = _workspace(tmp_path / "fsdp", tiny_model_dir, batch_size=4, save_steps=3, strategy="fsdp")
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"messages": e.to_json()["messages"]}) + "\n" for e in make_chat_examples(40)))
+    assert _train(one, 1, "--data", str(data)).returncode == 0
+    result = _train(two, 2, "--data", str(data))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "strategy fsdp (train.strategy fsdp over 2 processes)" in result.stdout
+
+    ws = Workspace(two)
+    (run,) = ws.registry.find("run")
+    run_dir = ws.path_of(run)
+    assert run.status == "complete" and run.meta.plan["strategy"] == "fsdp"
+    assert json.loads((run_dir / "fsdp.json").read_text())["version"] == 2  # the generated config, kept
+    single = Workspace(one).registry.find("run")[0]
+    expected = _losses(Workspace(one).path_of(single))
+    assert _losses(run_dir) == pytest.approx(expected, rel=1e-4)
+    mine = load_file(run_dir / "adapter" / "adapter_model.safetensors")  # gathered whole from the shards
+    theirs = load_file(Workspace(one).path_of(single) / "adapter" / "adapter_model.safetensors")
+    assert sorted(mine) == sorted(theirs)
+    assert all(mine[name].shape == theirs[name].shape for name in mine)
+    assert max(float((mine[name] - theirs[name]).abs().max()) for name in mine) < 1e-4
+
+    # as a crash after step 3 would leave it: FSDP checkpoints resume on GPUs only; here both counts refuse
+    shutil.rmtree(run_dir / "checkpoints" / "checkpoint-6")
+    ws.registry.update(run.id, status="interrupted")
+    alone = _train(two, 0, "--resume", run.id)
+    assert alone.returncode == 1 and f"run {run.id} was checkpointed by FSDP" in alone.stdout + alone.stderr
+    assert "Traceback" not in alone.stderr
+    again = _train(two, 2, "--resume", run.id)
+    assert again.returncode != 0 and "resuming FSDP on CPU processes is not supported" in again.stdout + again.stderr
+
+
+def test_accelerate_launch_cpu_with_two_processes_is_refused_not_run_alone(tmp_path, tiny_model_dir):
+    """`accelerate launch --cpu --num_processes 2` starts one process (its simple launcher), with the
+    rendezvous of a multi-process launch set: refused before training, nothing registered."""
+    root = _workspace(tmp_path / "ws", tiny_model_dir, batch_size=4)
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps({"messages": e.to_json()["messages"]}) + "\n" for e in make_chat_examples(8)))
+    accelerate = Path(sys.executable).with_name("accelerate")
+    command = [str(accelerate), "launch", "--cpu", "--num_processes", "2", "--num_machines", "1"]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "-m", "tailorlm.cli", "train"]
+    command += ["--workspace", str(root), "--data", str(data)]
+    result = run_group(command, env={**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert result.returncode != 0
+    assert "accelerate launch was asked for several processes but started one" in result.stdout + result.stderr
+    assert Workspace(root).registry.find("run") == []

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tailorlm.train.memory import ModelShape, PlannerError, Setup, estimate
+from tailorlm.train.memory import ModelShape, PlannerError, Setup, estimate, loss_memory
 from tailorlm.train.plan import plan_hardware
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,3 +163,15 @@ def test_assess_writes_the_decision(tmp_path, tiny_model_dir):
     saved = (ws.root / "assessment.md").read_text()
     assert "Try first" in saved and json.loads((ws.root / "assessment.json").read_text())["project"] == "tiny"
     assert [e["action"] for e in ws.audit.events()][-1] == "assess"
+
+
+def test_the_loss_term_is_the_lean_losss_chunks_counted_by_hand():
+    """train/loss.py never builds [batch, seq, vocab]: the trained rows' hidden states and their gradient, and
+    one chunk of fp32 logits (+ the softmax temporary) at a time; full fine-tuning adds the head's fp32 gradient."""
+    shape = ModelShape.from_dict(LLAMA2_7B)
+    one = Setup(method="lora", seq_len=1024, micro_batch=1)  # bf16: 1024 rows fit one chunk (2**25 // 32000 = 1048)
+    assert loss_memory(shape, one) == 2 * 1024 * 4096 * 2 + 2 * 1024 * 32000 * 4
+    eight = Setup(method="lora", seq_len=1024, micro_batch=8)  # 8192 rows: still one chunk of 1048 at a time
+    assert loss_memory(shape, eight) == 2 * 8192 * 4096 * 2 + 2 * 1048 * 32000 * 4
+    full = Setup(method="full", seq_len=1024, micro_batch=1)
+    assert loss_memory(shape, full) == loss_memory(shape, one) + 32000 * 4096 * 4

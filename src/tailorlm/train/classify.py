@@ -44,6 +44,7 @@ from tailorlm.lifecycle import Interrupted, stop_requested
 from tailorlm.modeling import add_adapters, disable_cpu_bf16_repack, torch_dtype
 from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact
+from tailorlm.train import strategy
 from tailorlm.train.checkpoints import StopAndWholeRunLoss, save_checkpoints_atomically
 from tailorlm.train.data import ListDataset
 from tailorlm.train.plan import Plan
@@ -263,6 +264,7 @@ def fine_tune(
         class_weights=class_weights,
         sample_weights=sample_weights,
     )
+    strategy.check_trainer(trainer, plan.strategy, recipe="classify", shards=False)
     save_checkpoints_atomically(trainer)  # complete or absent, as in sft.py
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)

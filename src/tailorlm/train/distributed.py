@@ -51,6 +51,14 @@ def _init() -> Any:
 
 def check_world() -> None:
     """Refuse a launch whose processes are fewer (or more) than the launch asked for."""
+    if os.environ.get("ACCELERATE_USE_CPU") is not None and os.environ.get("MASTER_ADDR") and world_size() == 1:
+        # accelerate's launcher sets a rendezvous only when it was asked for several processes; with --cpu
+        # it then starts just one (its simple launcher), which would train alone without a word
+        raise DistributedError(
+            "accelerate launch was asked for several processes but started one (its --cpu launcher runs a single "
+            "process); refusing to train on a silent fallback",
+            hint="use `tailorlm train --processes N` (torchrun) for CPU processes, `--gpus N` for GPUs",
+        )
     expected = os.environ.get(EXPECTED_WORLD_ENV)
     reached = _init().get_world_size() if world_size() > 1 else 1
     if expected and int(expected) != reached:

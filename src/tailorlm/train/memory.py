@@ -5,9 +5,11 @@ The terms are counted, not guessed: parameters from the architecture's shapes, b
 what the method keeps (TailorLM keeps fp32 master weights for full fine-tuning and fp32 adapters on a base
 in the run's precision; QLoRA's NF4 base is 4 bits a weight plus its double-quantised scales), activations
 from what a decoder layer saves for backward (with gradient checkpointing: each layer's input plus one
-layer recomputed). Two constants are measured, not derived, and say so: the logits' copies kept by the
-loss, and the runtime each device carries (CUDA context and allocator slack; on CPU, the process with
-torch and transformers loaded). docs/planner.md compares the estimate with measured peaks.
+layer recomputed) and what the lean loss (train/loss.py) holds: the hidden states of the trained positions
+and one chunk of logits at a time, never `[batch, seq, vocab]` whole. The constants that are measured, not
+derived, say so: the runtime each device carries (CUDA context and allocator slack; on CPU, the process with
+torch and transformers loaded) and PEFT's adapter path on CPU. docs/planner.md compares the estimate with
+measured peaks.
 
     shape = ModelShape.from_config(Path("/models/llama-2-7b"))
     estimate(shape, Setup(method="qlora", device="cuda")).total_gib
@@ -46,8 +48,8 @@ CPU_RUNTIME_GIB = 0.58  # measured: a training process with torch, transformers 
 # On CPU PEFT's adapter path keeps more than the tensors counted for GPUs (dropout's float noise, fp32
 # copies around each adapted layer): measured, in fp32 elements per token and layer per element of the
 # adapted layers' inputs + outputs, with dropout on (docs/planner.md).
-CPU_ADAPTER_PATH = {"lora": 1.86, "qlora": 1.86, "dora": 3.40}
-LOGIT_COPIES = 3.0  # logits, their fp32 copy for the loss, its gradient: each seq × vocab × 4 bytes
+CPU_ADAPTER_PATH = {"lora": 0.89, "qlora": 0.89, "dora": 2.63}
+LOGIT_COPIES = 2.0  # one chunk's fp32 logits (turned into their gradient in place) + logsumexp's temporary
 
 
 class PlannerError(UserError, ValueError):
@@ -267,8 +269,22 @@ def _activations(shape: ModelShape, setup: Setup) -> float:
     per_layer = int(per_token * tokens * b)
     # with checkpointing: each layer's input + one layer recomputed at a time
     kept = shape.layers * tokens * h * b + per_layer if setup.gradient_checkpointing else shape.layers * per_layer
-    logits = LOGIT_COPIES * tokens * shape.vocab * 4
-    return kept + logits
+    return kept + loss_memory(shape, setup)
+
+
+def loss_memory(shape: ModelShape, setup: Setup) -> float:
+    """The lean loss's peak (train/loss.py): the trained positions' hidden states and their gradient, kept
+    from forward to backward; one chunk of fp32 logits and its softmax temporary at a time (never the whole
+    `[batch, seq, vocab]`); with full fine-tuning the head's fp32 gradient, accumulated over the chunks.
+    Every position is counted as trained (a chat's prompt tokens are not: an upper bound)."""
+    from tailorlm.train.loss import CHUNK_ELEMENTS
+
+    rows = setup.seq_len * setup.micro_batch
+    chunk = min(rows, max(64, CHUNK_ELEMENTS // shape.vocab))
+    hidden = 2 * rows * shape.hidden * setup.act_bytes
+    logits = LOGIT_COPIES * chunk * shape.vocab * 4
+    head_gradient = shape.vocab * shape.hidden * 4 if setup.method == "full" else 0
+    return hidden + logits + head_gradient
 
 
 def fits(result: Estimate, gpu_memory_gib: float, headroom: float = 0.9) -> bool:

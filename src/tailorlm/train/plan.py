@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from tailorlm.config import PREFERENCE_METHODS, TrainSettings
+from tailorlm.train import distributed
 from tailorlm.train.precision import choose_precision
+from tailorlm.train.strategy import choose_strategy
 
 
 def detect_device() -> str:
@@ -44,6 +46,8 @@ class Plan:
     eval_steps: int
     save_steps: int
     notes: list[str] = field(default_factory=list)
+    strategy: str = "single"  # how the processes share the work (train/strategy.py)
+    strategy_reason: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +74,17 @@ def make_plan(
     per_step = settings.batch_size * settings.gradient_accumulation
     steps_per_epoch = max(1, math.ceil(n_train / per_step))
     total = settings.max_steps or steps_per_epoch * epochs
+    strategy = choose_strategy(
+        settings.strategy,
+        method=settings.method,
+        world=distributed.world_size(),
+        device=device,
+        model_dir=model_dir,
+        seq_len=settings.max_length,
+        micro_batch=settings.batch_size,
+        precision=precision,
+        gradient_checkpointing=bool(checkpointing),
+    )
     return Plan(
         device=device,
         precision=precision,
@@ -81,6 +96,8 @@ def make_plan(
         eval_steps=settings.eval_steps or max(1, total // 5),
         save_steps=settings.save_steps or max(1, total // 2),
         notes=notes,
+        strategy=strategy.name,
+        strategy_reason=strategy.reason,
     )
 
 
@@ -93,6 +110,10 @@ def describe_plan(plan: Plan, method: str, n_train: int, resume_from: Path | Non
     )
     if resume_from is not None:
         line += f"; resuming from {resume_from.name}"
+    if plan.strategy != "single":
+        line += f"; strategy {plan.strategy} ({plan.strategy_reason})"
+    elif plan.strategy_reason not in ("", "one process"):  # a strategy asked for that one process can't use
+        line += f"; {plan.strategy_reason}"
     return "; ".join([line, *plan.notes])
 
 

@@ -27,6 +27,7 @@ from tailorlm.lifecycle import Interrupted, stop_requested
 from tailorlm.modeling import ModelRef, add_adapters, load_base_model, resolve_model
 from tailorlm.progress import SILENT, Progress
 from tailorlm.registry import Artifact
+from tailorlm.train import strategy
 from tailorlm.train.checkpoints import StopAndWholeRunLoss, save_checkpoints_atomically
 from tailorlm.train.plan import Plan
 from tailorlm.train.sft import MetricsLogger, ReportProgress, shared_arguments, tracker_environment
@@ -173,6 +174,7 @@ def fine_tune(
             *(callbacks or []),
         ],
     )
+    strategy.check_trainer(trainer, plan.strategy, recipe=settings.method, shards=False)
     save_checkpoints_atomically(trainer)  # as in sft.py: complete or absent, SIGTERM at a step's end
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)

@@ -33,6 +33,8 @@ from tailorlm.train.checkpoints import last_checkpoint
 from tailorlm.train.data import EmptyDatasetError
 from tailorlm.train.plan import Plan, describe_plan, make_plan
 from tailorlm.train.recipes import recipe_for
+from tailorlm.train.strategy import check_resume
+from tailorlm.train.strategy import configs as strategy_configs
 from tailorlm.workspace import (
     Workspace,
     atomic_write_json,
@@ -206,8 +208,14 @@ def _run(
             f"dataset {dataset.name}@{dataset.version} has no trainable example in its train split "
             f"({dropped} dropped: no answer token left within max_length {settings.max_length})"
         )
-    plan = make_plan(settings, len(train_split.rows), model_dir=base_model)
+    # rank 0's plan on every rank: the precision micro-benchmark and the strategy's memory check agree
+    plan = distributed.from_main(make_plan(settings, len(train_split.rows), model_dir=base_model))
     progress.say(describe_plan(plan, settings.method, len(train_split.rows), resume_from))
+    check_resume(resume_from, plan.strategy, run_id, plan.device)
+    if distributed.is_main():  # the strategy's configs, generated from the project file, beside the run's
+        run_options = {"micro_batch": settings.batch_size, "gradient_accumulation": settings.gradient_accumulation}
+        for name, config in strategy_configs(plan.strategy, **run_options, precision=plan.precision).items():
+            atomic_write_json(run_dir / name, config)
     data = {"train": train_split.summary(), "val": val_split.summary()}
     meta = RunMeta(
         method=settings.method,

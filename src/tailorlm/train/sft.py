@@ -28,6 +28,7 @@ from tailorlm.lifecycle import Interrupted, stop_requested
 from tailorlm.modeling import add_adapters, load_base_model
 from tailorlm.progress import SILENT, Progress, Task
 from tailorlm.registry import Artifact
+from tailorlm.train import strategy
 from tailorlm.train.checkpoints import StopAndWholeRunLoss, save_checkpoints_atomically
 from tailorlm.train.data import ListDataset, PadCollator, TokenizedSplit, tokenize_split
 from tailorlm.train.plan import Plan
@@ -98,6 +99,7 @@ def fine_tune(
         processing_class=tokenizer,
         callbacks=[StopAndWholeRunLoss(), MetricsLogger(run_dir / "metrics.jsonl"), *(callbacks or [])],
     )
+    strategy.check_trainer(trainer, plan.strategy)  # what was planned, on every process, or nothing
     save_checkpoints_atomically(trainer)  # complete or absent: a kill mid-save leaves nothing to resume from
     trainer.remove_callback(ProgressCallback)  # our progress (bar or log lines) instead of tqdm + dict dumps
     trainer.remove_callback(PrinterCallback)
@@ -119,8 +121,11 @@ def fine_tune(
         metrics.update(trainer.evaluate())
 
     # --- save ----------------------------------------------------------------------------------
-    if trainer.is_world_process_zero():  # one set of artifacts per launch
-        target = run_dir / ("model" if settings.method == "full" else "adapter")
+    target = run_dir / ("model" if settings.method == "full" else "adapter")
+    if trainer.is_fsdp_enabled:  # every process hands over its shards; the Trainer writes on rank 0
+        trainer.save_model(str(target))
+        (target / "training_args.bin").unlink(missing_ok=True)
+    elif trainer.is_world_process_zero():  # one set of artifacts per launch
         trainer.model.save_pretrained(target)
         tokenizer.save_pretrained(target)
     return metrics
@@ -158,6 +163,12 @@ def shared_arguments(
         "use_cpu": plan.device == "cpu",
         "dataloader_num_workers": 0,
         "disable_tqdm": True,
+        **strategy.trainer_arguments(
+            plan.strategy,
+            micro_batch=settings.batch_size,
+            gradient_accumulation=settings.gradient_accumulation,
+            precision=plan.precision,
+        ),
     }
 
 

@@ -25,8 +25,9 @@ class LeanTrainer(Trainer):
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> Any:
         unwrapped = self.accelerator.unwrap_model(model)
-        if unwrapped is not model or "labels" not in inputs:
-            # DDP/FSDP wrappers sync gradients in their own forward: going around it would break that
+        if unwrapped is not model or self.is_fsdp_enabled or "labels" not in inputs:
+            # DDP/FSDP wrappers sync gradients (FSDP2: gathers the shards) in their own forward: going around
+            # it would break that
             self.loss_is_scaled_for_ga = None
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         total, count = causal_lm_loss(model, inputs)
@@ -37,3 +38,23 @@ class LeanTrainer(Trainer):
             loss = total / max(count, 1)
             self.loss_is_scaled_for_ga = False
         return (loss, {"loss": loss.detach()}) if return_outputs else loss
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        if not (self.is_fsdp_enabled and self.args.use_cpu):
+            return super().save_model(output_dir, _internal_call)
+        # FSDP2 on CPU processes: accelerate's full state dict (cpu_offload of tensors already on the CPU) hands
+        # back tensors whose storage FSDP frees when it reshards; gather each shard into a tensor of its own
+        state = full_state_dict(self.model)
+        if self.args.should_save:
+            self._save(output_dir or self.args.output_dir, state_dict=state)
+        return None
+
+
+def full_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The whole model's state dict on every process (a collective: every rank calls it), shards gathered."""
+    from torch.distributed.tensor import DTensor
+
+    return {
+        name: (value.full_tensor() if isinstance(value, DTensor) else value).detach().clone()
+        for name, value in model.state_dict().items()
+    }
