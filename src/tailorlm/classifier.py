@@ -13,6 +13,7 @@ confidence below which it abstains and, for multi-label heads, one threshold per
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +38,7 @@ class ClassifierInfo(BaseModel):
     temperature: float = Field(1.0, gt=0, description="Logits are divided by it (fitted on validation).")
     min_confidence: float = Field(0.0, ge=0, description="Below this top probability the answer is 'abstain'.")
     thresholds: list[float] | None = Field(None, description="Multi-label: one probability threshold per label.")
+    separator: str = Field(";", min_length=1, description="Multi-label: what joins several labels in one cell.")
     max_length: int = Field(256, gt=0, description="Tokens read per input; longer inputs are truncated.")
     calibration: dict[str, Any] = Field(default_factory=dict, description="ECE before/after, the coverage curve.")
 
@@ -108,6 +110,7 @@ class Classifier:
         from tailorlm.modeling import load_tokenizer
 
         self.info = read_info(artifact_dir)
+        self.created = int(time.time())  # when it was loaded, for the model list
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = load_tokenizer(artifact_dir)
         if (Path(artifact_dir) / "adapter_config.json").is_file():

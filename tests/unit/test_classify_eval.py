@@ -72,3 +72,36 @@ def test_an_encoder_without_baselines_set_is_measured_against_the_ladder(workspa
     result = evaluate(workspace, project)
     assert [c["name"] for c in result.summary["candidates"]] == LADDER
     assert all(result.summary["scores"][name]["accuracy"]["n"] == 6 for name in LADDER)
+
+
+def test_a_multi_label_head_is_scored_by_label_sets(workspace, tiny_model_dir, tmp_path):
+    """A multi-label project is scored with subset accuracy, micro- and macro-F1 over the label sets (each
+    with a CI); the head answers with every label over its per-label threshold."""
+    register_dataset(workspace, ticket_examples(150, multi=True), name="tickets", val=30, test=30)
+    project = parse_project(
+        {
+            "project": "tickets",
+            "base_model": str(tiny_model_dir),
+            "task": "classify",
+            "train": {
+                "method": "lora",
+                "multi_label": True,
+                "max_steps": 80,
+                "batch_size": 8,
+                "learning_rate": 5e-3,
+                "warmup_ratio": 0.0,
+            },
+            "evaluate": {"baselines": ["tfidf"]},
+        },
+        root=tmp_path,
+    )
+    run = train(workspace, project).run
+    result = evaluate(workspace, project, run=run.id)
+    scores = result.summary["scores"]
+    assert set(scores) == {"tfidf", "finetuned"}
+    for name in scores:
+        assert {"subset_accuracy", "micro_f1", "label_macro_f1"} <= set(scores[name])
+        assert "accuracy" not in scores[name]  # a label set is not one label
+        assert scores[name]["subset_accuracy"]["n"] == 30 and len(scores[name]["micro_f1"]["ci"]) == 2
+    head = scores["finetuned"]
+    assert head["micro_f1"]["value"] >= 0.7 and head["subset_accuracy"]["value"] >= 0.4

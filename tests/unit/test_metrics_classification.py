@@ -148,3 +148,30 @@ def test_per_label_scores_agree_with_sklearn_on_random_data():
         assert (entry["precision"], entry["recall"], entry["f1"]) == pytest.approx((precision[i], recall[i], f1[i]))
         assert entry["support"] == support[i]
     assert result.value == pytest.approx(f1_score(golds, y_pred, labels=labels, average="macro"))
+
+
+# --- multi-label ---------------------------------------------------------------------------------
+
+
+def test_multi_label_metrics_by_hand_and_against_sklearn():
+    from sklearn.metrics import f1_score
+    from sklearn.preprocessing import MultiLabelBinarizer
+
+    from tailorlm.evaluate.metrics.multilabel import label_macro_f1, micro_f1, subset_accuracy
+
+    cases = [Case(label="billing;returns"), Case(label="shipping"), Case(label="billing"), Case(label="x"), Case()]
+    outputs = ["Returns; billing", "shipping;billing", "", "nonsense", "billing"]
+    labels = ["billing", "returns", "shipping", "x"]
+    subset = subset_accuracy(outputs, cases, labels=labels)
+    assert subset.per_item == [1.0, 0.0, 0.0, 0.0, None]  # order and case of the parts don't matter
+    assert subset.value == 0.25 and subset.details["unparseable"] == 1
+    # pooled by hand: tp 3 (billing, returns, shipping), gold labels 5, answered 4
+    assert micro_f1(outputs, cases, labels=labels).value == pytest.approx(2 * 3 / (5 + 4))
+    binarizer = MultiLabelBinarizer(classes=labels)
+    gold = binarizer.fit_transform([{"billing", "returns"}, {"shipping"}, {"billing"}, {"x"}])
+    answered = binarizer.transform([{"billing", "returns"}, {"shipping", "billing"}, set(), set()])
+    assert micro_f1(outputs, cases, labels=labels).value == pytest.approx(f1_score(gold, answered, average="micro"))
+    macro = label_macro_f1(outputs, cases, labels=labels)
+    assert macro.value == pytest.approx(f1_score(gold, answered, average="macro", zero_division=0))
+    assert macro.details["per_label"]["billing"] == {"f1": 0.5, "tp": 1, "support": 2, "predicted": 2}
+    assert subset_accuracy(["a|b"], [Case(label="b|a")], separator="|").value == 1.0

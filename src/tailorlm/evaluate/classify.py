@@ -7,7 +7,8 @@ rungs of the baseline ladder below it, all on the same test cases.
 * `tfidf`: TF-IDF word and bigram features with a logistic regression trained on the train split
   (scikit-learn; balanced class weights).
 * a classification run (`classifier.json` beside its weights): one forward pass, the most probable
-  label; its confidences are kept to report calibration on test (ECE, accuracy at the abstain threshold,
+  label (multi-label heads: every label over its threshold, joined as in the gold cells); its
+  confidences are kept to report calibration on test (ECE, accuracy at the abstain threshold,
   the coverage-accuracy curve).
 
 Embeddings are mean-pooled, L2-normalised last hidden states of a local model read with transformers
@@ -28,6 +29,7 @@ import numpy as np
 
 from tailorlm.calibration import coverage_curve, expected_calibration_error
 from tailorlm.evaluate.generation import GeneratedAnswer, Messages
+from tailorlm.evaluate.metrics.multilabel import split_labels
 from tailorlm.progress import SILENT, Progress
 
 LADDER = ("label_similarity", "knn", "tfidf")  # the baselines that need no generation
@@ -185,12 +187,15 @@ class ClassifierCandidate:
         )
         self.generated += len(predictions)
         self.confidences = [p.confidence for p in predictions]
-        self.predicted = [p.label or "" for p in predictions]
+        if self.info.multi_label:  # every label over its threshold, as a gold cell holds them
+            self.predicted = [self.info.separator.join(p.labels) for p in predictions]
+        else:
+            self.predicted = [p.label or "" for p in predictions]
         return [GeneratedAnswer(text) for text in self.predicted]
 
     def confidence_report(self, gold: Sequence[str | None]) -> dict[str, Any]:
         """ECE on test, what the run's abstain threshold keeps and how precise it is, the coverage curve."""
-        pairs = [(c, p == g) for c, p, g in zip(self.confidences, self.predicted, gold, strict=True) if g is not None]
+        pairs = [(c, self._same(p, g)) for c, p, g in zip(self.confidences, self.predicted, gold, strict=True) if g]
         if not pairs:
             return {}
         confidence = [c for c, _ in pairs]
@@ -205,6 +210,11 @@ class ClassifierCandidate:
             "validation": {k: v for k, v in self.info.calibration.items() if k != "coverage_curve"},
             "curve": coverage_curve(confidence, correct),
         }
+
+    def _same(self, predicted: str, gold: str) -> bool:
+        if not self.info.multi_label:
+            return predicted == gold
+        return set(split_labels(predicted, self.info.separator)) == set(split_labels(gold, self.info.separator))
 
     def unload(self) -> None:
         self._classifier = None

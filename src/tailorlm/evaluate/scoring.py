@@ -25,7 +25,7 @@ from tailorlm.evaluate.stats import bootstrap_ci, bootstrap_mean_ci, paired_comp
 
 # Primary metric per task, in order of preference, with the per-item score that counts as a pass.
 PRIMARY = {
-    "classify": (("accuracy", 1.0),),
+    "classify": (("accuracy", 1.0), ("subset_accuracy", 1.0)),  # single-label, then multi-label heads
     "extract": (("field_f1", 1.0), ("exact_record", 1.0), ("json_valid", 1.0)),
     "chat": (("rouge_l", 0.5), ("chrf", 0.5), ("exact_match", 1.0)),
     "generate": (("rouge_l", 0.5), ("chrf", 0.5), ("exact_match", 1.0)),

@@ -35,6 +35,7 @@ from tailorlm.evaluate.gate import validate_objectives
 from tailorlm.evaluate.generation import LocalModel, Messages
 from tailorlm.evaluate.judge import Judge, JudgeConfig, load_human_labels
 from tailorlm.evaluate.metrics import get_metric
+from tailorlm.evaluate.metrics.multilabel import MULTI_LABEL_METRICS, split_labels
 from tailorlm.evaluate.scoring import JUDGE_WIN, select_metrics
 from tailorlm.formats.examples import Example
 from tailorlm.registry import Artifact, RunMeta
@@ -281,8 +282,10 @@ def plan_suite(
     unknown = [b for b in chosen_baselines if b not in BASELINES]
     if unknown:
         raise EvalError(f"unknown baseline(s) {unknown}; choose from {list(BASELINES)}")
+    multi_label = task == "classify" and project.train.multi_label  # label sets: their own metrics
     try:
-        metrics = select_metrics(task, settings.metrics, list(settings.objectives))
+        default = list(MULTI_LABEL_METRICS) if multi_label and not settings.metrics else settings.metrics
+        metrics = select_metrics(task, default, list(settings.objectives))
     except ValueError as error:
         raise EvalError(f"evaluate.metrics: {error}") from None
 
@@ -316,6 +319,11 @@ def plan_suite(
     options: dict[str, Any] = {}
     if any("labels" in get_metric(m).options for m in metrics):
         options["labels"] = _labels(train + test, cases)
+        if multi_label:
+            separator = project.train.label_separator
+            options["labels"] = sorted({part for cell in options["labels"] for part in split_labels(cell, separator)})
+    if any("separator" in get_metric(m).options for m in metrics):
+        options["separator"] = project.train.label_separator
 
     try:
         base_model = check_model_dir(
@@ -394,6 +402,7 @@ def plan_suite(
             "endpoints": list(endpoints or []),
             "system_prompt": project.system_prompt,
             "task": task,
+            **({"multi_label": project.train.label_separator} if multi_label else {}),
         }
     )
     name = dataset_artifact.name if dataset_artifact else Path(cases_file or "cases").stem

@@ -36,7 +36,7 @@ from tailorlm.serve.routes.feedback import RecentAnswers, logged_completion
 
 
 def create_app(
-    engine: Engine,
+    engine: Engine | None,
     *,
     auth: KeyStore | None,
     limits: Limits,
@@ -46,7 +46,7 @@ def create_app(
     feedback: Callable[[Any], Any] | None = None,
     classifiers: dict[str, Any] | None = None,
 ) -> FastAPI:
-    """The API for `engine`.
+    """The API for `engine` (None: only `classifiers` are served, through `/v1/classify` and chat).
 
     Args:
         auth: Verifies API keys; None serves without keys (`serve()` allows that on loopback only).

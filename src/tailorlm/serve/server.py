@@ -115,22 +115,26 @@ def serve(
     heads = [(name, ref) for name, ref in refs if is_classifier(ref.artifact_dir)]  # POST /v1/classify
     refs = [(name, ref) for name, ref in refs if not is_classifier(ref.artifact_dir)]
     base = base_model or next((ref.base_model for _, ref in refs), None)
-    if base is None and heads:
-        raise ServeError(
-            "only classification models were named: the server also needs a generative model for its chat "
-            "endpoints (name one, or pass a base_model); to classify files without a server use `tailorlm classify`"
-        )
-    if base is None:
+    if base is None and not heads:
         raise ServeError("nothing to serve: name at least one registered model (or a base_model)")
     auth = None if no_auth else KeyStore(workspace)
     if auth is not None and not len(auth):
         logger.warning("no API keys yet: every request will get 401 until one is created (`tailorlm keys create`)")
-    engine = Engine(Path(base), device=device, max_batch_size=max_batch_size, max_queue=max_queue, threads=threads)
+    engine = (  # none when only classification models are served: they answer without generating
+        Engine(Path(base), device=device, max_batch_size=max_batch_size, max_queue=max_queue, threads=threads)
+        if base is not None
+        else None
+    )
+    if engine is None and threads:
+        import torch
+
+        torch.set_num_threads(threads)
     logging_setup = log_config()
     logging.config.dictConfig(logging_setup)  # from here on every console line is redacted (see serve/logs.py)
     request_log = RequestLog(workspace, log_texts=log_texts, retention_days=log_retention_days)
     try:
         for name, ref in refs:
+            assert engine is not None  # a generative model gives the engine its base
             engine.load(name, ref)
         classifiers = {name: load_classifier(ref.artifact_dir, ref.base_model, device=device) for name, ref in heads}
         app = create_app(
@@ -155,7 +159,8 @@ def serve(
                 app, host=host, port=port, log_level="info", log_config=logging_setup, timeout_graceful_shutdown=5
             )
     finally:
-        engine.close()
+        if engine is not None:
+            engine.close()
         request_log.close()
         workspace.audit.append("serve.stop", host=host, port=port)
 

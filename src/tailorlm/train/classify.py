@@ -286,7 +286,10 @@ def fine_tune(
 
     # --- calibrate -----------------------------------------------------------------------------
     info = ClassifierInfo(
-        labels=labels, multi_label=settings.multi_label, max_length=max_input_tokens(tokenizer, settings)
+        labels=labels,
+        multi_label=settings.multi_label,
+        separator=settings.label_separator,
+        max_length=max_input_tokens(tokenizer, settings),
     )
     if has_val and val_split is not None:
         # In order, by hand: the Trainer's eval loader may group by length, which reorders the rows.

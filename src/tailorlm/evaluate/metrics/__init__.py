@@ -202,7 +202,7 @@ def mean_or_nan(scores: Sequence[float | None]) -> float:
 
 
 # The families register themselves on import; they import the names above, so this comes last.
-from tailorlm.evaluate.metrics import checks, classification, extraction, facts, text  # noqa: E402
+from tailorlm.evaluate.metrics import checks, classification, extraction, facts, multilabel, text  # noqa: E402
 
 __all__ = [
     "TASKS",
@@ -220,5 +220,6 @@ __all__ = [
     "mean_or_nan",
     "metric",
     "metrics_for_task",
+    "multilabel",
     "text",
 ]

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from tailorlm.serve.errors import APIError, error_responses
-from tailorlm.serve.routes.common import AdminCaller, ServerState, note
+from tailorlm.serve.routes.common import AdminCaller, ServerState, generative_models, note
 from tailorlm.serve.schemas import AdapterInfo, AdapterList, AdapterRequest, Deleted
 from tailorlm.workspace import NotFound
 
@@ -17,7 +17,7 @@ router = APIRouter(tags=["adapters"])
 @router.get("/v1/adapters", response_model=AdapterList, responses=error_responses(401, 403, 429))
 async def list_adapters(who: AdminCaller, server: ServerState) -> AdapterList:
     """Every served model with where it came from (admin)."""
-    return AdapterList(data=[AdapterInfo(**m.describe()) for m in server.engine.models()])
+    return AdapterList(data=[AdapterInfo(**m.describe()) for m in generative_models(server)])
 
 
 @router.post(
@@ -31,6 +31,13 @@ async def load_adapter(body: AdapterRequest, request: Request, who: AdminCaller,
     note(request, model=body.name)
     if server.resolve_model is None:
         raise APIError(400, "this server has no workspace to load registered models from", code="no_workspace")
+    if server.engine is None:
+        raise APIError(
+            400,
+            "this server serves only classification models: it has no base model to load adapters on; "
+            "restart `tailorlm serve` with a generative model too",
+            code="no_engine",
+        )
     try:
         ref = server.resolve_model(body.model)
     except NotFound:
@@ -54,6 +61,8 @@ async def load_adapter(body: AdapterRequest, request: Request, who: AdminCaller,
 async def unload_adapter(name: str, request: Request, who: AdminCaller, server: ServerState) -> Deleted:
     """Stop serving `name`; its memory is freed when its last request ends (admin)."""
     note(request, model=name)
+    if server.engine is None:
+        raise APIError(404, f"model {name!r} is not an adapter served here", code="model_not_found", param="model")
     await run_in_threadpool(server.engine.unload, name)
     if server.audit is not None:
         server.audit("serve.adapter.unload", name=name, key_id=who.key_id)

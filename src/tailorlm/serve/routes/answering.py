@@ -13,7 +13,7 @@ import contextlib
 import json
 import math
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import Request
 from fastapi.responses import StreamingResponse
@@ -47,6 +47,14 @@ DISCONNECT_POLL_SECONDS = 0.5
 
 # A chunk of the stream for a piece of text (None: no text, e.g. the last chunk) and a finish reason.
 MakeChunk = Callable[[str | None, str | None], BaseModel]
+
+
+class Answer(Protocol):
+    """What `respond` sends: events ending in `Finished` or `Failed`, and a way to stop them."""
+
+    def cancel(self) -> None: ...
+
+    def __aiter__(self) -> AsyncIterator[Delta | Finished | Failed]: ...
 
 
 class Generation:
@@ -90,7 +98,7 @@ def usage(finished: Finished) -> Usage:
 async def respond(
     request: Request,
     body: SamplingFields,
-    generation: Generation,
+    generation: Answer,
     make_chunk: MakeChunk,
     make_final: Callable[[str, Finished], BaseModel],
     first_chunk: BaseModel | None = None,
@@ -114,7 +122,7 @@ async def respond(
     return make_final(text, finished)
 
 
-async def collect(request: Request, generation: Generation) -> tuple[str, Finished]:
+async def collect(request: Request, generation: Answer) -> tuple[str, Finished]:
     """The whole answer; the request is cancelled if the client goes away meanwhile."""
 
     async def watch() -> None:
@@ -143,7 +151,7 @@ async def collect(request: Request, generation: Generation) -> tuple[str, Finish
 async def stream(
     request: Request,
     body: SamplingFields,
-    generation: Generation,
+    generation: Answer,
     make_chunk: MakeChunk,
     first_chunk: BaseModel | None,
 ) -> AsyncIterator[str]:

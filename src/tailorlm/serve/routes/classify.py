@@ -6,11 +6,16 @@
                                "probabilities": {...}}]}
 
 Same API keys, scopes and rate limit as the chat endpoints; at most `MAX_ITEMS` texts per request.
+
+`POST /v1/chat/completions` naming a classification model answers too, for clients that only speak chat
+(`LabelAnswer`): the last user message is classified and the answer's text is the label, or
+`ABSTAIN_ANSWER` when the model abstains — whole or streamed, like a generated answer.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -18,9 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from tailorlm.serve.errors import APIError, error_responses
+from tailorlm.serve.generation import Delta, Finished
 from tailorlm.serve.routes.common import ChatCaller, ServerState, note
 
 MAX_ITEMS = 256
+ABSTAIN_ANSWER = "needs a person"  # the chat answer when the model is less sure than its abstain threshold
 _LOCK = threading.Lock()  # one classification at a time: torch on CPU already uses every core
 
 router = APIRouter(tags=["classification"])
@@ -76,11 +83,7 @@ async def classify(body: ClassifyRequest, request: Request, who: ChatCaller, ser
     if empty:
         raise APIError(400, f"input[{empty[0]}] is empty: nothing to classify", code="empty_input", param="input")
 
-    def run() -> list[Any]:
-        with _LOCK:
-            return classifier.predict(texts, min_confidence=body.min_confidence)
-
-    predictions = await run_in_threadpool(run)
+    predictions = await run_in_threadpool(_predict, classifier, texts, body.min_confidence)
     return ClassifyResponse(
         model=body.model,
         data=[
@@ -95,3 +98,40 @@ async def classify(body: ClassifyRequest, request: Request, who: ChatCaller, ser
             for i, p in enumerate(predictions)
         ],
     )
+
+
+def _predict(classifier: Any, texts: list[str], min_confidence: float | None = None) -> list[Any]:
+    with _LOCK:
+        return classifier.predict(texts, min_confidence=min_confidence)
+
+
+class LabelAnswer:
+    """A chat answer from a classification head: the label of the last user message (or `ABSTAIN_ANSWER`),
+    as the events a generation yields, so the chat route sends it whole or streamed like any answer."""
+
+    def __init__(self, text: str, prompt_tokens: int) -> None:
+        self.text = text
+        self.prompt_tokens = prompt_tokens
+
+    @classmethod
+    async def of(cls, classifier: Any, messages: Sequence[dict[str, str]]) -> LabelAnswer:
+        text = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        if not text.strip():
+            raise APIError(
+                400,
+                "a classification model answers the last user message, and there is none (or it is empty)",
+                code="empty_input",
+                param="messages",
+            )
+        [prediction] = await run_in_threadpool(_predict, classifier, [text])
+        prompt_tokens = len(
+            classifier.tokenizer(text, truncation=True, max_length=classifier.info.max_length)["input_ids"]
+        )
+        return cls(ABSTAIN_ANSWER if prediction.abstained else str(prediction.label), prompt_tokens)
+
+    def cancel(self) -> None:
+        """Nothing runs once the label is known."""
+
+    async def __aiter__(self) -> AsyncIterator[Delta | Finished]:
+        yield Delta(self.text)
+        yield Finished("stop", self.prompt_tokens, 0)  # one forward pass: no token was generated

@@ -20,9 +20,10 @@ from tailorlm.serve.schemas import SamplingFields
 
 @dataclass
 class Server:
-    """The engine and the settings the routes answer with (see `create_app` for each)."""
+    """The engine and the settings the routes answer with (see `create_app` for each); no engine when only
+    classification models are served."""
 
-    engine: Engine
+    engine: Engine | None
     auth: KeyStore | None
     limits: Limits
     limiter: RateLimiter
@@ -109,7 +110,19 @@ AdminCaller = Annotated[Caller, Depends(caller("admin"))]
 def served_for(server: Server, model: str, who: Caller) -> ServedModel:
     """The served model a request names, if its key may use it."""
     who.check_model(model)
+    if server.engine is None:
+        raise APIError(
+            404,
+            f"model {model!r} can't generate here: this server serves only classification models "
+            f"({', '.join(server.classifiers)}), through /v1/classify and /v1/chat/completions",
+            code="model_not_found",
+            param="model",
+        )
     return server.engine.get(model)
+
+
+def generative_models(server: Server) -> list[ServedModel]:
+    return server.engine.models() if server.engine is not None else []
 
 
 def sampling(server: Server, body: SamplingFields, served: ServedModel, prompt_tokens: int) -> SamplingParams:

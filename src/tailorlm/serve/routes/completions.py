@@ -36,6 +36,7 @@ async def completions(body: CompletionRequest, request: Request, who: ChatCaller
     prompt = body.prompt if isinstance(body.prompt, str) else body.prompt[0]
     note(request, prompt_text=prompt)
     engine = server.engine
+    assert engine is not None  # served_for refuses every model when there is no engine
     with engine.incoming():
         try:
             prompt_ids = await run_in_threadpool(engine.text_prompt, served, prompt)

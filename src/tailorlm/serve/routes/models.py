@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from tailorlm.serve.errors import error_responses
-from tailorlm.serve.routes.common import ChatCaller, ServerState, served_for
+from tailorlm.serve.routes.common import ChatCaller, Server, ServerState, generative_models, served_for
 from tailorlm.serve.schemas import Health, ModelCard, ModelList, ServiceInfo
 
 router = APIRouter()
@@ -15,16 +15,17 @@ router = APIRouter()
 async def health(server: ServerState) -> Health:
     """Liveness: always answers while the server runs (no key needed)."""
     engine = server.engine
-    return Health(models=engine.names(), queued=engine.queued, stats=dict(engine.stats))
+    names = [m.name for m in generative_models(server)] + list(server.classifiers)
+    return Health(models=names, queued=engine.queued if engine else 0, stats=dict(engine.stats) if engine else {})
 
 
 @router.get("/v1/models", response_model=ModelList, responses=error_responses(401, 429), tags=["models"])
 async def list_models(who: ChatCaller, server: ServerState) -> ModelList:
     """The models this key may use."""
     cards = [
-        ModelCard(id=m.name, created=m.created)
-        for m in server.engine.models()
-        if who.models is None or m.name in who.models
+        ModelCard(id=name, created=created)
+        for name, created in _created(server).items()
+        if who.models is None or name in who.models
     ]
     return ModelList(data=cards)
 
@@ -33,8 +34,19 @@ async def list_models(who: ChatCaller, server: ServerState) -> ModelList:
     "/v1/models/{model}", response_model=ModelCard, responses=error_responses(401, 403, 404, 429), tags=["models"]
 )
 async def get_model(model: str, who: ChatCaller, server: ServerState) -> ModelCard:
+    if model in server.classifiers:
+        who.check_model(model)
+        return ModelCard(id=model, created=server.classifiers[model].created)
     served = served_for(server, model, who)
     return ModelCard(id=served.name, created=served.created)
+
+
+def _created(server: Server) -> dict[str, int]:
+    """Every served model, generative then classification, with when it was loaded."""
+    return {
+        **{m.name: m.created for m in generative_models(server)},
+        **{name: classifier.created for name, classifier in server.classifiers.items()},
+    }
 
 
 @router.get("/", include_in_schema=False)
