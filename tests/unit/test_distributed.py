@@ -166,3 +166,33 @@ def test_accelerate_launch_cpu_with_two_processes_is_refused_not_run_alone(tmp_p
     assert result.returncode != 0
     assert "accelerate launch was asked for several processes but started one" in result.stdout + result.stderr
     assert Workspace(root).registry.find("run") == []
+
+
+@pytest.mark.integration  # one torchrun launch: under a minute
+def test_a_classification_run_under_two_processes_is_saved_once(tmp_path, tiny_model_dir):
+    """The classification recipe writes its weights and `classifier.json` on rank 0 only, like sft and dpo:
+    one run, one set of artifacts, calibrated, registered once."""
+    from helpers.classify import ticket_examples
+    from helpers.data import register_dataset
+    from tailorlm.classifier import read_info
+
+    root = tmp_path / "ws"
+    ws = Workspace(root)
+    register_dataset(ws, ticket_examples(64), name="tickets", val=16, test=0)
+    train = {"method": "lora", "batch_size": 4, "max_steps": 6, "learning_rate": 3e-3, "warmup_ratio": 0.0}
+    project = {"project": "tickets", "base_model": str(tiny_model_dir), "task": "classify", "train": train}
+    ws.project_file.write_text(yaml.safe_dump(project))
+    ws.close()
+    result = _train(root, 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("Run run-") == 1
+
+    ws = Workspace(root)
+    [run] = ws.registry.find("run")
+    assert run.status == "complete" and run.meta.recipe == "classify"
+    assert [path.name for path in (root / "runs").iterdir()] == [run.id]
+    adapter = ws.path_of(run) / "adapter"
+    info = read_info(adapter)
+    assert info.labels == ["billing", "shipping", "technical"] and info.calibration["val_examples"] == 16
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert [e["action"] for e in ws.audit.events()].count("train.complete") == 1

@@ -305,10 +305,11 @@ def fine_tune(
     metrics["min_confidence"] = info.min_confidence
 
     # --- save ----------------------------------------------------------------------------------
-    target = run_dir / ("model" if settings.method == "full" else "adapter")
-    trainer.model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    info.save(target)
+    if trainer.is_world_process_zero():  # one set of artifacts per launch, as in sft.py
+        target = run_dir / ("model" if settings.method == "full" else "adapter")
+        trainer.model.save_pretrained(target)
+        tokenizer.save_pretrained(target)
+        info.save(target)
     return metrics
 
 
