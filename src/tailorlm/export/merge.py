@@ -1,6 +1,6 @@
 """Merged weights: the adapter folded into its base, saved as safetensors with the tokenizer, chat
 template and generation config, so the folder loads in plain transformers (or any HF-format tool)
-without peft. A full-weight run is copied unchanged.
+without peft. A full-weight run is copied unchanged; a classification run is merged by export/classifier.py.
 
 Checks (in export_report.json):
 * merge parity (fp32) — the prompts through base+adapter and through the merged model give identical
@@ -17,6 +17,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from tailorlm.classifier import is_classifier
+from tailorlm.export.classifier import write_classifier
 from tailorlm.export.parity import (
     Prompt,
     compare,
@@ -53,13 +55,16 @@ def write_merged(context: ExportContext, folder: Path, *, dtype: str = "auto", r
     model = context.model
     tokenizer = load_tokenizer(model.artifact_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    if model.is_adapter:
+    if model.is_adapter and is_classifier(model.artifact_dir):  # a head, not a language model: export/classifier.py
+        context.report.details["merged"] = {"dtype": write_classifier(context, folder, dtype=dtype)}
+    elif model.is_adapter:
         tokenizer.save_pretrained(folder)  # first: the reload check loads the folder on its own
         _merge_adapter(context, folder, tokenizer, dtype, reload_check)
     else:
         _copy_full_weights(context, folder)
         tokenizer.save_pretrained(folder)  # with the chat template that training used
-    _write_generation_config(folder, model.base_model if model.is_adapter else model.artifact_dir, tokenizer)
+    if not is_classifier(model.artifact_dir):
+        _write_generation_config(folder, model.base_model if model.is_adapter else model.artifact_dir, tokenizer)
     card = context.workspace.model_dir(model.name, model.version) / "MODEL_CARD.md" if model.version else None
     if card is not None and card.is_file():
         shutil.copyfile(card, folder / "README.md")

@@ -264,6 +264,12 @@ def export(
 
     require_release(workspace, model_ref, verb="export")
     model = load_model_ref(workspace, model_ref)
+    from tailorlm.classifier import is_classifier
+
+    if is_classifier(model.artifact_dir):
+        from tailorlm.export.classifier import refuse_unless_merge
+
+        refuse_unless_merge(model_ref, target)
     label = f"{model.name}-{model.version}" if model.version else model.name
     final = Path(output).expanduser().resolve() if output else export_dir(workspace, label, chosen.folder)
     check_replaceable(final)
