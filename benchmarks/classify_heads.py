@@ -44,6 +44,12 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--base-model", default=None, help="Another decoder (default: SmolLM2-135M-Instruct).")
     parser.add_argument("--max-steps", type=int, default=None, help="Cut each training short (a quick check).")
+    parser.add_argument(
+        "--head-only",
+        action="store_true",
+        help="Train only the classification head and compare it with the prompted base (a busy machine: the "
+        "generative run's numbers on the same split are in docs/quality.md).",
+    )
     arguments = parser.parse_args()
 
     from tailorlm.evaluate import evaluate
@@ -60,26 +66,30 @@ def main() -> None:
     dataset = prepare(workspace, generative, ingest=ingest).dataset
     seconds = {}
     runs = {}
-    for name, project in (("generative", generative), ("head", head)):
+    trainings = [("head", head)] if arguments.head_only else [("generative", generative), ("head", head)]
+    for name, project in trainings:
         started = time.perf_counter()
         result = train(workspace, project, dataset=dataset.id)
         seconds[name] = time.perf_counter() - started
         runs[name] = result.run.id
         print(f"{name}: run {result.run.id}, {seconds[name]:.0f} s{' (reused)' if result.skipped else ''}")
     started = time.perf_counter()
-    evaluation = evaluate(workspace, generative, runs=list(runs.values()), reference=runs["generative"])
+    reference = runs.get("generative", "base")
+    evaluation = evaluate(workspace, generative, runs=list(runs.values()), reference=reference)
     summary = evaluation.summary
     print(f"evaluation: {time.perf_counter() - started:.0f} s, {summary['cases']['total']} test cases")
-    print(f"runs: generative = {runs['generative']}, head = {runs['head']}\n")
+    print(f"runs: {runs}; reference {reference}\n")
     print(table(summary))
     print()
-    for metric, versus in summary["comparisons"].get(runs["head"], {}).items():
+    head_name = "finetuned" if len(runs) == 1 else runs["head"]
+    against = "generative" if "generative" in runs else "base"
+    for metric, versus in summary["comparisons"].get(head_name, {}).items():
         low, high = versus["ci"]
         print(
-            f"head vs generative, {metric}: {versus['mean_diff']:+.3f} [{low:+.3f}, {high:+.3f}] "
+            f"head vs {against}, {metric}: {versus['mean_diff']:+.3f} [{low:+.3f}, {high:+.3f}] "
             f"(wins/losses/ties {versus['wins']}/{versus['losses']}/{versus['ties']} of {versus['n']})"
         )
-    confidence = summary.get("confidence", {}).get(runs["head"])
+    confidence = summary.get("confidence", {}).get(head_name)
     if confidence:
         print(
             f"head calibration on test: ECE {confidence['ece']:.3f}, T {confidence['temperature']:.2f}; abstain below "
