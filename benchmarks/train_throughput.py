@@ -13,6 +13,7 @@ FAQ + e-mail chat dataset, then runs each configuration in its own subprocess (s
   (c) qlora         tailorlm train, QLoRA (4-bit NF4)
   (d) full          tailorlm train, full fine-tuning
   (e) lora-bf16     tailorlm train, LoRA with bf16 autocast (fp32 master weights)
+  (f) lf, lf-bf16   LLaMA-Factory's `llamafactory-cli train` (its own venv; skipped when absent), fp32 / bf16
 
 Every configuration shares batch size, steps, learning rate and max_length. The configurations run
 interleaved (round 1: every configuration, round 2: every one again, …) so that a change in the
@@ -25,6 +26,7 @@ measured in the same run (training FLOPs ≈ 6·N·T full, 4·N·T adapters; N =
 
     python benchmarks/train_throughput.py [--steps 40] [--quick]
     python benchmarks/train_throughput.py --base-model DIR [--steps 8 --batch-size 4 --max-length 384 --repeats 3]
+        [--llamafactory ../lf-venv]
 """
 
 from __future__ import annotations
@@ -40,8 +42,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from llamafactory_row import LF_CONFIGS, lf_python, run_lf
+
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ["trl-defaults", "trl-tuned", "lora", "lora-fp32", "qlora", "full", "lora-bf16"]
+CONFIGS = ["trl-defaults", "trl-tuned", "lora", "lora-fp32", "qlora", "full", "lora-bf16", *LF_CONFIGS]
 TRL_CONFIGS = ("trl-defaults", "trl-tuned")
 # Batch size and max_length: the built ~30M model, and a real model (a 49k-token vocabulary makes the
 # fp32 logits the biggest tensor: batch 8 x 1024 tokens took SmolLM2 to 13 GB RSS).
@@ -127,7 +131,15 @@ def run_config(name: str, info: dict, shape: dict) -> dict:
     precision = "bf16" if name == "trl-defaults" else "fp32"  # TRL's default turns on bf16 autocast on CPU
     clock = _clock()
     start = time.perf_counter()
-    if name in TRL_CONFIGS:
+    lf: dict = {}
+    if name in LF_CONFIGS:
+        lf = run_lf(name, Path(shape["llamafactory"]), info["model"], train_examples, common, Path(info["workspace"]))
+        clock.seconds, clock.cpu_seconds, clock.tokens = lf["seconds"], lf["cpu_seconds"], lf["tokens"]
+        precision = lf["precision"]
+        from tailorlm.modeling import load_trained
+
+        model, _ = load_trained(Path(lf["adapter"]), Path(info["model"]))
+    elif name in TRL_CONFIGS:
         model = _trl(info, train_examples, common, tuned=name == "trl-tuned", clock=clock)
     else:
         from tailorlm.train import train
@@ -145,7 +157,7 @@ def run_config(name: str, info: dict, shape: dict) -> dict:
 
         artifact = result.run_dir / ("model" if method == "full" else "adapter")
         model, _ = load_trained(artifact, Path(info["model"]))
-    seconds = time.perf_counter() - start
+    seconds = lf.get("call_seconds") or time.perf_counter() - start  # an lf row: its training call
     val = tokenize_split(tokenizer, load_split(ws, dataset, "val"), shape["max_length"])
     model.eval()
     losses, counts = [], []
@@ -169,7 +181,7 @@ def run_config(name: str, info: dict, shape: dict) -> dict:
         "tokens_per_cpu_s": clock.tokens / max(clock.cpu_seconds, 1e-9),
         "val_loss": sum(losses) / sum(counts),
         "params": n_params,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, lf.get("peak_rss_mb", 0)),
     }
 
 
@@ -282,6 +294,11 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (full fine-tuning uses a tenth)")
     parser.add_argument("--only", nargs="*", default=CONFIGS, choices=CONFIGS)
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the table shows medians")
+    parser.add_argument(
+        "--llamafactory",
+        type=Path,
+        help="LLaMA-Factory's venv (or its python / llamafactory-cli) for the lf rows (default ../lf-venv)",
+    )
     parser.add_argument("--_child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
@@ -291,19 +308,28 @@ def main() -> None:
         return
     if args.base_model is not None and not (args.base_model / "config.json").is_file():
         parser.error(f"--base-model {args.base_model}: not a model directory (no config.json)")
+    only = list(args.only)
+    python = lf_python(args.llamafactory)
+    if python is None and any(name in LF_CONFIGS for name in only):
+        where = args.llamafactory or "../lf-venv beside the checkout"
+        print(f"skipping {', '.join(LF_CONFIGS)}: no LLaMA-Factory venv at {where} (docs/benchmarks.md has the recipe)")
+        only = [name for name in only if name not in LF_CONFIGS]
+        if not only:
+            sys.exit("nothing left to run")
     batch_size, max_length = SHAPES["real" if args.base_model else "built"]
     shape = {
         "steps": args.steps,
         "batch_size": args.batch_size or batch_size,
         "max_length": args.max_length or max_length,
         "lr": args.lr,
+        "llamafactory": str(python),
     }
     work = Path(tempfile.mkdtemp(prefix="tailorlm-bench-"))
     info = setup(work, args.quick, args.base_model)
     peaks = {"fp32": matmul_peak("float32"), "bf16": matmul_peak("bfloat16")}
-    runs: dict[str, list[dict]] = {name: [] for name in args.only}
+    runs: dict[str, list[dict]] = {name: [] for name in only}
     for round_ in range(1, args.repeats + 1):
-        for name in args.only:  # interleaved: every configuration once per round
+        for name in only:  # interleaved: every configuration once per round
             print(f"round {round_}/{args.repeats}: {name} …", flush=True)
             output = subprocess.run(  # the child's progress and errors go straight to stderr
                 [sys.executable, __file__, "--_child", name, json.dumps(info), json.dumps(shape)],
