@@ -4,6 +4,7 @@ same cases where it runs; and what the generation cache saves on a re-run.
 
     .venv/bin/python benchmarks/eval_throughput.py                       # a demo model built on the fly
     .venv/bin/python benchmarks/eval_throughput.py --model /models/Qwen2.5-0.5B-Instruct --cases 64
+    .venv/bin/python benchmarks/eval_throughput.py --base-model DIR    # the same flag as train_throughput.py
 
 Prints cases/s by wall clock and per CPU-second (what a busy machine distorts least), the ratio of
 batched to one-at-a-time, how many answers are identical between the two (greedy decoding; left
@@ -54,7 +55,12 @@ def timed(function: Callable[[], Any]) -> tuple[Any, float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, help="a local model folder (default: a demo model built here)")
+    parser.add_argument(
+        "--model",
+        "--base-model",
+        type=Path,
+        help="a local model folder, e.g. SmolLM2 from `tailorlm base import` (default: a demo model built here)",
+    )
     parser.add_argument("--cases", type=int, default=32)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=32)
