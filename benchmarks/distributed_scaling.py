@@ -108,7 +108,7 @@ def estimate_for(model: Path, method: str, seq_len: int, micro_batch: int) -> di
         device="cpu",
         precision="fp32",
         rank=lora.r,
-        lora_dropout=lora.dropout,
+        lora_dropout=0.0,  # what train.lora.dropout auto picks on CPU
         seq_len=seq_len,
         micro_batch=micro_batch,
         gradient_checkpointing=False,  # TailorLM's CPU default

@@ -8,7 +8,11 @@ FAQ + e-mail chat dataset, then runs each configuration in its own subprocess (s
                     autocast, gradient checkpointing, loss on every token, random batches)
   (a') trl-tuned    TRL SFTTrainer + the same LoRA config, set up as a careful CPU user would: fp32,
                     no gradient checkpointing, completion-only loss, length-grouped batches
-  (b) lora          tailorlm train, LoRA, `precision: auto` (what a user gets: measured at plan time)
+  (a2) trl-tuned-d0  trl-tuned with LoRA dropout 0 (what `lora.dropout: auto` picks on CPU, given to TRL too)
+  (b) lora          tailorlm train, LoRA, every setting `auto` (what a user gets: precision measured at plan
+                    time, LoRA dropout 0 on CPU, packing)
+  (b2) lora-dropout lora with `lora.dropout: 0.05` (the old default; the TRL rows use it too)
+  (b3) lora-nopack  lora with `packing: false`
   (b') lora-fp32    tailorlm train, LoRA in fp32
   (c) qlora         tailorlm train, QLoRA (4-bit NF4)
   (d) full          tailorlm train, full fine-tuning
@@ -45,8 +49,26 @@ from pathlib import Path
 from llamafactory_row import LF_CONFIGS, lf_python, run_lf
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ["trl-defaults", "trl-tuned", "lora", "lora-fp32", "qlora", "full", "lora-bf16", *LF_CONFIGS]
-TRL_CONFIGS = ("trl-defaults", "trl-tuned")
+CONFIGS = [
+    "trl-defaults",
+    "trl-tuned",
+    "trl-tuned-d0",
+    "lora",
+    "lora-dropout",
+    "lora-nopack",
+    "lora-fp32",
+    "qlora",
+    "full",
+    "lora-bf16",
+    *LF_CONFIGS,
+]
+TRL_CONFIGS = ("trl-defaults", "trl-tuned", "trl-tuned-d0")
+# What a configuration sets besides the shared settings (TailorLM rows otherwise take every `auto`).
+OVERRIDES: dict[str, dict] = {
+    "trl-tuned-d0": {"lora": {"r": 16, "alpha": 32, "dropout": 0.0}},
+    "lora-dropout": {"lora": {"r": 16, "alpha": 32, "dropout": 0.05}},
+    "lora-nopack": {"packing": False},
+}
 # Batch size and max_length: the built ~30M model, and a real model (a 49k-token vocabulary makes the
 # fp32 logits the biggest tensor: batch 8 x 1024 tokens took SmolLM2 to 13 GB RSS).
 SHAPES = {"built": (8, 512), "real": (4, 384)}
@@ -129,6 +151,7 @@ def run_config(name: str, info: dict, shape: dict) -> dict:
     }
     train_examples = load_split(ws, dataset, "train")
     precision = "bf16" if name == "trl-defaults" else "fp32"  # TRL's default turns on bf16 autocast on CPU
+    dropout, packing = common["lora"]["dropout"], False
     clock = _clock()
     start = time.perf_counter()
     lf: dict = {}
@@ -140,12 +163,15 @@ def run_config(name: str, info: dict, shape: dict) -> dict:
 
         model, _ = load_trained(Path(lf["adapter"]), Path(info["model"]))
     elif name in TRL_CONFIGS:
-        model = _trl(info, train_examples, common, tuned=name == "trl-tuned", clock=clock)
+        trl_settings = {**common, **OVERRIDES.get(name, {})}
+        dropout = trl_settings["lora"]["dropout"]
+        model = _trl(info, train_examples, trl_settings, tuned=name.startswith("trl-tuned"), clock=clock)
     else:
         from tailorlm.train import train
 
         method = name.split("-")[0]
-        settings = {**common, "method": method, "learning_rate": shape["lr"] / 10 if method == "full" else shape["lr"]}
+        settings = {**common, "lora": {"r": 16, "alpha": 32, "dropout": "auto"}, **OVERRIDES.get(name, {})}
+        settings |= {"method": method, "learning_rate": shape["lr"] / 10 if method == "full" else shape["lr"]}
         if name in ("lora-bf16", "lora-fp32"):
             settings["precision"] = name.split("-")[1]
         project = parse_project(
@@ -153,6 +179,7 @@ def run_config(name: str, info: dict, shape: dict) -> dict:
         )
         result = train(ws, project, dataset=dataset.id, force=True, callbacks=[clock])
         precision = result.plan.precision
+        dropout, packing = result.plan.lora_dropout, result.plan.packing
         from tailorlm.modeling import load_trained
 
         artifact = result.run_dir / ("model" if method == "full" else "adapter")
@@ -173,6 +200,8 @@ def run_config(name: str, info: dict, shape: dict) -> dict:
     return {
         "config": name,
         "precision": precision,
+        "dropout": dropout,
+        "packing": packing,
         "seconds": seconds,
         "loop_seconds": clock.seconds,
         "loop_cpu_seconds": clock.cpu_seconds,
@@ -380,16 +409,17 @@ def print_table(results: list[dict], shape: dict, base_model: Path | None, peaks
         f"median of {max(r['rounds'] for r in results)} interleaved rounds\n"
     )
     print(
-        f"| config | precision | tokens/s median (min–max) | × {base['config']} | tokens per CPU-s | "
-        f"× {base['config']} | wall s | peak RSS MB | × {base['config']} | val loss | MFU |"
+        f"| config | precision | LoRA dropout | packing | tokens/s median (min–max) | × {base['config']} | "
+        f"tokens per CPU-s | × {base['config']} | wall s | peak RSS MB | × {base['config']} | val loss | MFU |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         factor = 6 if r["config"] == "full" else 4
         mfu = factor * r["params"] * r["tokens_per_s"] / peaks[r["precision"]]
         low, high = r["tokens_per_s_range"]
         print(
-            f"| {r['config']} | {r['precision']} | {r['tokens_per_s']:.0f} ({low:.0f}–{high:.0f}) | "
+            f"| {r['config']} | {r['precision']} | {r.get('dropout', '–')} | {'on' if r.get('packing') else 'off'} | "
+            f"{r['tokens_per_s']:.0f} ({low:.0f}–{high:.0f}) | "
             f"{r['tokens_per_s'] / base['tokens_per_s']:.2f}× | "
             f"{r['tokens_per_cpu_s']:.1f} | {r['tokens_per_cpu_s'] / base['tokens_per_cpu_s']:.2f}× | "
             f"{r['seconds']:.0f} | {r['peak_rss_mb']:.0f} | {r['peak_rss_mb'] / base['peak_rss_mb']:.2f}× | "

@@ -59,7 +59,20 @@ class Source(Settings):
 class LoraSettings(Settings):
     r: int = Field(16, gt=0, description="Rank of the low-rank update; higher learns more, costs more.")
     alpha: int = Field(32, gt=0, description="Scaling numerator; the update is scaled by alpha / r.")
-    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the adapter's input during training.")
+    dropout: float | Literal["auto"] = Field(
+        "auto",
+        description="Dropout on the adapter's input during training. auto: 0 on CPU (its random masks cost ~16% "
+        "of a step) and where the memory planner finds the GPU's memory binding (dropout keeps a copy of every "
+        "adapted layer's input), else 0.05; the value used is in the plan line and the run.",
+    )
+
+    @field_validator("dropout")
+    @classmethod
+    def _dropout_range(cls, value: float | str) -> float | str:
+        if isinstance(value, float | int) and not 0 <= value < 1:
+            raise ValueError(f"must be ≥ 0 and < 1 (got {value})")
+        return value
+
     targets: str | list[str] = Field(
         "all-linear", description="Modules to adapt: 'all-linear' or a list of module names (q_proj, ...)."
     )
@@ -128,6 +141,13 @@ class TrainSettings(Settings):
         "auto", description="Trade compute for memory; auto: on for GPUs with full fine-tuning, off on CPU."
     )
     group_by_length: bool = Field(True, description="Batch examples of similar length together (less padding).")
+    packing: bool | Literal["auto"] = Field(
+        "auto",
+        description="Supervised fine-tuning: put several short examples of a batch into one row (no wider than "
+        "the batch's longest example, so never more compute than padding), positions restarting per example and "
+        "attention never crossing examples. auto: on where the model's attention keeps packed examples apart "
+        "(checked on the loaded model before training); a batch whose examples can't share a row stays padded.",
+    )
     lora: LoraSettings = Field(default_factory=LoraSettings, description="Adapter settings (lora/qlora/dora).")
     preference: PreferenceSettings = Field(
         default_factory=PreferenceSettings, description="Preference training (dpo/kto/orpo)."

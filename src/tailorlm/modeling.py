@@ -117,18 +117,30 @@ def disable_cpu_bf16_repack(model: Any) -> int:
 
 
 def add_adapters(
-    model: Any, method: str, lora: LoraSettings, *, gradient_checkpointing: bool, task_type: str = "CAUSAL_LM"
+    model: Any,
+    method: str,
+    lora: LoraSettings,
+    *,
+    gradient_checkpointing: bool,
+    task_type: str = "CAUSAL_LM",
+    dropout: float | None = None,
 ) -> Any:
     """Wrap the model with LoRA/DoRA adapters (QLoRA: after preparing the 4-bit base). `task_type="SEQ_CLS"`
-    also trains and saves the new classification head in full (PEFT's `modules_to_save`)."""
+    also trains and saves the new classification head in full (PEFT's `modules_to_save`). `dropout`: the
+    plan's resolved `lora.dropout` (needed when the setting is `auto`)."""
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if dropout is None:
+        if lora.dropout == "auto":
+            raise ValueError("lora.dropout is 'auto': pass the plan's resolved value (plan.lora_dropout)")
+        dropout = lora.dropout
 
     if method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
+        lora_dropout=dropout,
         target_modules=lora.targets,
         use_dora=method == "dora",
         task_type=task_type,

@@ -1,5 +1,8 @@
 """The lean training loss equals the naive one: same value, same gradients, on a tiny model (full and LoRA,
-fp32 and bf16 autocast, tied and untied heads, a soft-capped head, a LoRA-adapted head)."""
+fp32 and bf16 autocast, tied and untied heads, a soft-capped head, a LoRA-adapted head).
+
+Issue 11's Done-when: the `*_equal_the_naive_loss` tests are "chunked-loss-equals-naive"; the
+`test_equal_loss_*` test is "equal loss" (a whole run with the lean loss trains as one with the model's own)."""
 
 from __future__ import annotations
 
@@ -178,3 +181,21 @@ def test_other_architectures_equal_the_naive_loss(architecture, monkeypatch):
     parts = lean.model_parts(model)
     assert parts is not None and parts.softcap == extra.get("final_logit_softcapping")
     _compare(model, _batch(300, seed=6), chunk_elements=300 * 7, monkeypatch=monkeypatch)
+
+
+def test_equal_loss_a_run_with_the_lean_loss_trains_like_one_with_the_models_own_loss(
+    tiny_model_dir, workspace, tmp_path, monkeypatch
+):
+    """Done-when (issue 11): equal loss. Same data, seed and steps through `tailorlm train`; the reference run
+    takes the lean loss's own fallback (the model's forward with labels: full logits, transformers' loss)."""
+    from helpers.data import make_chat_examples, register_dataset
+    from helpers.train import losses, project_for
+    from tailorlm.train import train
+
+    register_dataset(workspace, make_chat_examples(24))
+    project = project_for(tiny_model_dir, tmp_path, max_steps=10, logging_steps=2, eval_steps=5)
+    ours = train(workspace, project)
+    monkeypatch.setattr(lean, "model_parts", lambda model: None)  # the naive path: the model's own loss
+    naive = train(workspace, project, force=True)
+    assert losses(ours) == pytest.approx(losses(naive), rel=1e-3) and len(losses(ours)) >= 5
+    assert ours.metrics["eval_loss"] == pytest.approx(naive.metrics["eval_loss"], rel=1e-3)

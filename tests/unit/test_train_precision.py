@@ -46,7 +46,8 @@ def test_auto_is_measured_and_the_reason_recorded_in_the_run(tiny_model_dir, wor
 
 
 def test_bf16_loss_curve_tracks_fp32(tiny_model_dir, workspace, tmp_path):
-    """Same data, seed and steps; bf16 autocast (fp32 master weights, frozen base stored in bf16) vs fp32."""
+    """Done-when (issue 11): bf16-tracks-fp32. Same data, seed and steps; bf16 autocast (fp32 master weights,
+    frozen base stored in bf16) vs fp32."""
     register_dataset(workspace, make_chat_examples(40))
     curves = {}
     for precision in ("fp32", "bf16"):

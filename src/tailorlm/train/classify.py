@@ -239,6 +239,7 @@ def fine_tune(
             settings.lora,
             gradient_checkpointing=plan.gradient_checkpointing,
             task_type="SEQ_CLS",
+            dropout=plan.lora_dropout,
         )
         if settings.method == "qlora":
             disable_cpu_bf16_repack(model)

@@ -71,7 +71,7 @@ def causal_lm_loss(
     count = int(trained.sum())
     parts = parts or model_parts(model)
     if parts is None:  # the model's own (mean) loss, turned back into a sum
-        out = model(**batch)
+        out = model(**batch, use_cache=False)  # a cache would turn off packed-row detection (train/packing.py)
         return out.loss * count, count
     inputs = {key: value for key, value in batch.items() if key != "labels"}
     hidden = parts.decoder(**inputs, use_cache=False).last_hidden_state[:, :-1]

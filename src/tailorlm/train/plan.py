@@ -1,5 +1,5 @@
-"""Defaults by device and data size: precision, gradient checkpointing, epochs, learning rate, step
-intervals — decided once, printed, and recorded in the run so nothing is silently chosen."""
+"""Defaults by device and data size: precision, gradient checkpointing, LoRA dropout, packing, epochs, learning
+rate, step intervals — decided once, printed, and recorded in the run so nothing is silently chosen."""
 
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ class Plan:
     total_steps: int
     eval_steps: int
     save_steps: int
+    lora_dropout: float | None = None  # None: full fine-tuning (no adapter)
+    packing: bool = False
     notes: list[str] = field(default_factory=list)
     strategy: str = "single"  # how the processes share the work (train/strategy.py)
     strategy_reason: str = ""
@@ -54,8 +56,14 @@ class Plan:
 
 
 def make_plan(
-    settings: TrainSettings, n_train: int, *, device: str | None = None, model_dir: Path | None = None
+    settings: TrainSettings,
+    n_train: int,
+    *,
+    device: str | None = None,
+    model_dir: Path | None = None,
+    recipe: str = "sft",
 ) -> Plan:
+    """The run's plan; `recipe` is the training recipe's short name (only `sft` packs examples)."""
     device = device or detect_device()
     notes: list[str] = []
     chosen = choose_precision(settings.precision, device, settings.method, model_dir)
@@ -65,6 +73,12 @@ def make_plan(
     checkpointing = settings.gradient_checkpointing
     if checkpointing == "auto":
         checkpointing = device == "cuda" and settings.method in ("full", "qlora")
+    dropout, note = choose_lora_dropout(settings, device, precision, bool(checkpointing), model_dir)
+    if note:
+        notes.append(note)
+    packing = settings.packing is not False and recipe == "sft"  # auto: confirmed on the loaded model (sft.py)
+    if settings.packing is True and recipe != "sft":
+        notes.append(f"packing: not used by the {recipe} recipe")
     epochs = auto_epochs(n_train) if settings.epochs == "auto" else settings.epochs
     if settings.epochs == "auto":
         notes.append(f"epochs auto: {epochs} for {n_train} training examples")
@@ -95,9 +109,67 @@ def make_plan(
         total_steps=total,
         eval_steps=settings.eval_steps or max(1, total // 5),
         save_steps=settings.save_steps or max(1, total // 2),
+        lora_dropout=dropout,
+        packing=packing,
         notes=notes,
         strategy=strategy.name,
         strategy_reason=strategy.reason,
+    )
+
+
+DEFAULT_LORA_DROPOUT = 0.05
+
+
+def choose_lora_dropout(
+    settings: TrainSettings,
+    device: str,
+    precision: str,
+    checkpointing: bool,
+    model_dir: Path | None,
+    *,
+    memory_gib: float | None = None,
+) -> tuple[float | None, str | None]:
+    """`train.lora.dropout` resolved, and a note saying why when it was `auto`.
+
+    auto → 0 on CPU (the profile in docs/benchmarks.md: dropout's random masks are 16% of a LoRA step) and on a
+    GPU whose memory the planner finds binding with dropout on (dropout keeps a copy of every adapted layer's
+    input: train/memory.py), else 0.05. `memory_gib`: the GPU's memory (default: the first GPU's)."""
+    if settings.method == "full":
+        return None, None
+    asked = settings.lora.dropout
+    if asked != "auto":
+        return float(asked), None
+    if device == "cpu":
+        return 0.0, "LoRA dropout auto: 0 on CPU (its random masks cost ~16% of a step)"
+    from tailorlm.train.memory import GIB, ModelShape, PlannerError, Setup, estimate, fits
+
+    try:
+        if model_dir is None:
+            raise PlannerError("no model directory")
+        with_dropout = estimate(
+            ModelShape.from_config(model_dir),
+            Setup(
+                method=settings.method if settings.method in ("lora", "qlora", "dora") else "lora",
+                device="cuda",
+                precision=precision,  # type: ignore[arg-type]
+                rank=settings.lora.r,
+                lora_dropout=DEFAULT_LORA_DROPOUT,
+                seq_len=settings.max_length,
+                micro_batch=settings.batch_size,
+                gradient_checkpointing=checkpointing,
+            ),
+        )
+    except PlannerError:
+        return DEFAULT_LORA_DROPOUT, f"LoRA dropout auto: {DEFAULT_LORA_DROPOUT} (memory not estimated for this model)"
+    if memory_gib is None:
+        import torch
+
+        memory_gib = torch.cuda.get_device_properties(0).total_memory / GIB
+    if fits(with_dropout, memory_gib, HEADROOM):
+        return DEFAULT_LORA_DROPOUT, None
+    return 0.0, (
+        f"LoRA dropout auto: 0, memory binds ({with_dropout.total_gib:.1f} GB estimated with dropout, "
+        f"{memory_gib * HEADROOM:.1f} GB of the GPU to plan with)"
     )
 
 
@@ -108,6 +180,10 @@ def describe_plan(plan: Plan, method: str, n_train: int, resume_from: Path | Non
         f"({plan.epochs} epoch(s) of {plan.steps_per_epoch} over {n_train} examples), "
         f"learning rate {plan.learning_rate:g}" + (", gradient checkpointing" if plan.gradient_checkpointing else "")
     )
+    if plan.lora_dropout is not None:
+        line += f", LoRA dropout {plan.lora_dropout:g}"
+    if plan.packing:
+        line += ", packing"
     if resume_from is not None:
         line += f"; resuming from {resume_from.name}"
     if plan.strategy != "single":

@@ -148,7 +148,9 @@ def fine_tune(
     if start is not None:
         model = PeftModel.from_pretrained(model, start.artifact_dir, is_trainable=True)
     else:
-        model = add_adapters(model, "lora", settings.lora, gradient_checkpointing=plan.gradient_checkpointing)
+        model = add_adapters(
+            model, "lora", settings.lora, gradient_checkpointing=plan.gradient_checkpointing, dropout=plan.lora_dropout
+        )
     model.config.use_cache = False
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -209,7 +209,7 @@ def _run(
             f"({dropped} dropped: no answer token left within max_length {settings.max_length})"
         )
     # rank 0's plan on every rank: the precision micro-benchmark and the strategy's memory check agree
-    plan = distributed.from_main(make_plan(settings, len(train_split.rows), model_dir=base_model))
+    plan = distributed.from_main(make_plan(settings, len(train_split.rows), model_dir=base_model, recipe=recipe_name))
     progress.say(describe_plan(plan, settings.method, len(train_split.rows), resume_from))
     check_resume(resume_from, plan.strategy, run_id, plan.device)
     if distributed.is_main():  # the strategy's configs, generated from the project file, beside the run's
@@ -283,7 +283,8 @@ def _run(
         raise
     artifact_dir = run_dir / ("model" if settings.method == "full" else "adapter")
     metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
-    meta = meta.replace(metrics=metrics, artifact=artifact_dir.name, owner=None)
+    # the plan as it ran: a recipe may have turned packing off for a model whose attention can't keep examples apart
+    meta = meta.replace(plan=plan.to_json(), metrics=metrics, artifact=artifact_dir.name, owner=None)
     if not main:
         return TrainResult(run, run_dir, plan, metrics, data)
     atomic_write_json(

@@ -1,7 +1,8 @@
 """The supervised fine-tuning recipe, top to bottom: set up the model and trainer → train → save.
 
-A transformers `Trainer` with assistant-masked labels, length-grouped batches and a lean loss (train/loss.py:
-logits only for the trained tokens, a chunk at a time, never `[batch, seq, vocab]` whole): on CPU and on
+A transformers `Trainer` with assistant-masked labels, length-grouped batches, short examples packed into shared
+rows without leaks (train/packing.py) and a lean loss (train/loss.py: logits only for the trained tokens, a chunk
+at a time, never `[batch, seq, vocab]` whole): on CPU and on
 small models this beats TRL's `SFTTrainer` (see docs/benchmarks.md), and every setting TRL would choose
 silently (autocast, checkpointing, learning rate, max length) is chosen here on purpose.
 """
@@ -31,6 +32,7 @@ from tailorlm.registry import Artifact
 from tailorlm.train import strategy
 from tailorlm.train.checkpoints import StopAndWholeRunLoss, save_checkpoints_atomically
 from tailorlm.train.data import ListDataset, PadCollator, TokenizedSplit, tokenize_split
+from tailorlm.train.packing import PackCollator, keeps_examples_apart
 from tailorlm.train.plan import Plan
 from tailorlm.train.trainer import LeanTrainer
 from tailorlm.workspace import Workspace
@@ -76,8 +78,15 @@ def fine_tune(
         if plan.gradient_checkpointing:
             model.gradient_checkpointing_enable()
     else:
-        model = add_adapters(model, settings.method, settings.lora, gradient_checkpointing=plan.gradient_checkpointing)
+        model = add_adapters(
+            model,
+            settings.method,
+            settings.lora,
+            gradient_checkpointing=plan.gradient_checkpointing,
+            dropout=plan.lora_dropout,
+        )
     model.config.use_cache = False
+    collator = batch_collator(model, tokenizer, settings, plan, progress)
     has_val = val_split is not None and len(val_split.rows) > 0
     arguments = TrainingArguments(
         **shared_arguments(run_dir, settings, plan, has_val, plan.learning_rate),
@@ -95,7 +104,7 @@ def fine_tune(
         args=arguments,
         train_dataset=ListDataset(train_split.rows),
         eval_dataset=ListDataset(val_split.rows) if has_val and val_split is not None else None,
-        data_collator=PadCollator(tokenizer.pad_token_id),
+        data_collator=collator,
         processing_class=tokenizer,
         callbacks=[StopAndWholeRunLoss(), MetricsLogger(run_dir / "metrics.jsonl"), *(callbacks or [])],
     )
@@ -129,6 +138,22 @@ def fine_tune(
         trainer.model.save_pretrained(target)
         tokenizer.save_pretrained(target)
     return metrics
+
+
+def batch_collator(model: Any, tokenizer: Any, settings: TrainSettings, plan: Plan, progress: Progress) -> Any:
+    """Packed batches when the plan packs and the loaded model keeps packed examples apart, else padded ones.
+    `packing: auto` on a model that leaks falls back to padding (and the plan says so); `packing: true` refuses."""
+    if plan.packing and not keeps_examples_apart(model):
+        reason = f"{type(model.get_base_model() if hasattr(model, 'get_base_model') else model).__name__}'s attention"
+        reason += f" ({model.config._attn_implementation}) lets packed examples see each other"
+        if settings.packing is True:
+            raise UserError(f"train.packing: {reason}", hint="set train.packing: auto or false")
+        plan.packing = False
+        plan.notes.append(f"packing off: {reason}")
+        progress.say(f"packing off: {reason}")
+    if plan.packing:
+        return PackCollator(tokenizer.pad_token_id)
+    return PadCollator(tokenizer.pad_token_id)
 
 
 def shared_arguments(

@@ -1,5 +1,6 @@
 """The transformers `Trainer` the SFT recipe runs: its loss is the lean one (train/loss.py: assistant tokens
-only, logits a chunk at a time), for training and validation alike.
+only, logits a chunk at a time), for training and validation alike; packed batches (train/packing.py) have
+their real tokens counted from the count the collator gives, since they carry no attention mask.
 
 Tried and not kept: length-bucketed batches from pools of 64 batches (instead of transformers' pools of
 at most 4 on a small set) cut the padding of a batch of 8 on the sample company's chats from 20% to 3%,
@@ -14,6 +15,7 @@ import torch
 from transformers import Trainer
 
 from tailorlm.train.loss import causal_lm_loss
+from tailorlm.train.packing import REAL_TOKENS
 
 
 class LeanTrainer(Trainer):
@@ -24,6 +26,8 @@ class LeanTrainer(Trainer):
         return_outputs: bool = False,
         num_items_in_batch: torch.Tensor | int | None = None,
     ) -> Any:
+        # the collator's count of a packed batch's real tokens is for the tokens-seen counter, not the model
+        inputs = {key: value for key, value in inputs.items() if key != REAL_TOKENS}
         unwrapped = self.accelerator.unwrap_model(model)
         if unwrapped is not model or self.is_fsdp_enabled or "labels" not in inputs:
             # DDP/FSDP wrappers sync gradients (FSDP2: gathers the shards) in their own forward: going around
@@ -38,6 +42,13 @@ class LeanTrainer(Trainer):
             loss = total / max(count, 1)
             self.loss_is_scaled_for_ga = False
         return (loss, {"loss": loss.detach()}) if return_outputs else loss
+
+    def _track_num_input_tokens(self, inputs: dict[str, Any]) -> None:
+        if REAL_TOKENS in inputs and self.args.include_num_input_tokens_seen == "non_padding":
+            count = torch.as_tensor(inputs[REAL_TOKENS], device=self.args.device, dtype=torch.int64)
+            self.state.num_input_tokens_seen += int(self.accelerator.gather(count).sum().item())
+            return
+        super()._track_num_input_tokens(inputs)
 
     def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
         if not (self.is_fsdp_enabled and self.args.use_cpu):
