@@ -97,3 +97,21 @@ def test_a_dataset_without_pairs_is_refused_naming_what_it_needs(workspace, tiny
     project, _ = prepared(workspace, tiny_model_dir, tmp_path, path, method="dpo")
     with pytest.raises(PreferenceError, match="no pairs"):
         train(workspace, project)
+
+
+@pytest.mark.parametrize("method", ["dpo", "kto"])
+def test_trl_dataset_preparation_prints_nothing_of_its_own(
+    method, workspace, tiny_model_dir, tmp_path, pairs_file, one_torch_thread, capfd
+):
+    """TRL maps the datasets ("Adding EOS to train dataset", "Tokenizing train dataset", KTO's KL dataset)
+    with `datasets`' own progress bars; our progress is the only one a user sees."""
+    import datasets
+
+    project, _ = prepared(workspace, tiny_model_dir, tmp_path, pairs_file, method=method, max_steps=1)
+    capfd.readouterr()
+    train(workspace, project)
+    out, err = capfd.readouterr()
+    said = out + err
+    for leaked in ("Adding EOS", "Tokenizing", "Extracting prompt", "Map", "examples/s"):
+        assert leaked not in said, said[-2000:]
+    assert datasets.is_progress_bar_enabled()  # silenced for the run only

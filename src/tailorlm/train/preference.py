@@ -12,7 +12,8 @@ added to the metrics.
 
 from __future__ import annotations
 
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,6 +165,7 @@ def fine_tune(
     )
     trackers = ExitStack()  # the trackers read their folders when the trainer is built and while it trains
     trackers.enter_context(tracker_environment(settings.report_to, run_dir, tracking_dir))
+    trackers.enter_context(_datasets_quiet())  # TRL maps the rows with `datasets`' own bars; ours is the one shown
     trainer = trainer_class(
         model=model,
         args=arguments,
@@ -203,6 +205,21 @@ def fine_tune(
         trainer.model.save_pretrained(target, selected_adapters=["default"])  # not TRL's frozen `ref` copy
         tokenizer.save_pretrained(target)
     return {key.replace("/", "_"): value for key, value in metrics.items()}
+
+
+@contextmanager
+def _datasets_quiet() -> Iterator[None]:
+    """`datasets`' progress bars off (TRL's "Adding EOS to train dataset", "Tokenizing train dataset"...),
+    as they were afterwards."""
+    import datasets
+
+    enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if enabled:
+            datasets.enable_progress_bars()
 
 
 def _trainer(settings: TrainSettings) -> tuple[type, type, dict[str, Any]]:
