@@ -94,6 +94,26 @@ def synthesis(project: Project, workspace: Workspace | None) -> Iterator[Problem
         )
 
 
+def iterate_synthesis(project: Project, workspace: Workspace | None, method: str | None = None) -> Iterator[Problem]:
+    """`iterate.synthesize` needs a teacher, and a round that can learn from answers without a rejected one
+    (`method` overrides `iterate.method`, as `tailorlm iterate --method` does)."""
+    if not project.iterate.synthesize:
+        return
+    if project.prepare.synthesize is None:
+        yield Problem(
+            "iterate.synthesize",
+            "asks the teacher of prepare.synthesize, and the project has none: set prepare.synthesize.teacher "
+            "(an OpenAI-compatible endpoint on the premises) or iterate.synthesize: 0",
+        )
+    method = method or project.iterate.method
+    if method in ("dpo", "orpo"):
+        yield Problem(
+            "iterate.synthesize",
+            f"the teacher's examples have no rejected answer, so a {method} round can't learn from them: "
+            "set iterate.method to sft or kto, or iterate.synthesize: 0",
+        )
+
+
 def base_model(project: Project, workspace: Workspace | None) -> Iterator[Problem]:
     """`base_model` names a model that can be loaded, without importing anything: a model directory
     (config, tokenizer, weights), a readable GGUF file, an installed model package, or a registered base
@@ -134,6 +154,7 @@ CHECKS: tuple[tuple[Check, frozenset[Stage]], ...] = (
     (source_paths, frozenset({"prepare"})),
     (source_kinds, frozenset({"prepare"})),
     (synthesis, frozenset({"prepare"})),
+    (iterate_synthesis, frozenset()),  # `tailorlm iterate` runs it itself, with its --method
 )
 
 __all__ = ["CHECKS", "SYNTHESIS_TASKS", "Check", "Problem", "Stage", "describe", "problems"]

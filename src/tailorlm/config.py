@@ -324,6 +324,13 @@ class IterateSettings(Settings):
     review_items: int = Field(
         20, ge=0, description="Failed test answers per round written to to_review.jsonl for reviewers to rate."
     )
+    synthesize: int = Field(
+        0,
+        ge=0,
+        description="Failed answers of the current model, from its largest failure clusters, that the teacher in "
+        "prepare.synthesize writes new examples for each round (prepare.synthesize.per_chunk each; added to the "
+        "train split; they train in sft and kto rounds); 0: none.",
+    )
 
 
 class ServeSettings(Settings):

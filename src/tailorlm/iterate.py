@@ -4,8 +4,11 @@ are met.
 A round, top to bottom:
 
 1. **data**: the stored feedback (`tailorlm.feedback`) is written to the round's folder and added to the
-   project's sources as a `feedback` source; prepare builds the next dataset version (pairs, rated
-   answers, corrections; split by prompt, so held-out feedback prompts are test cases);
+   project's sources as a `feedback` source; with `iterate.synthesize`, the teacher of `prepare.synthesize`
+   also writes new examples for the current model's weakest failure clusters (`failure_synthesis.py`; the
+   failures of the previous round's evaluation, or of an evaluation of the model in round 1), added as a
+   source pinned to the train split and kept for the later rounds; prepare builds the next dataset version
+   (pairs, rated answers, corrections; split by prompt, so held-out feedback prompts are test cases);
 2. **retrain**: `iterate.method` dpo/kto/orpo trains the current model's adapter further on the
    preferences (`train.preference.start_from` = the current model); `sft` trains `train.method` from the
    base on the enlarged dataset;
@@ -30,12 +33,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tailorlm.checks import describe, iterate_synthesis
 from tailorlm.config import Project, Source
 from tailorlm.documents import Ingest
 from tailorlm.errors import UserError
 from tailorlm.evaluate import evaluate
 from tailorlm.evaluate.scoring import primary_metric
 from tailorlm.evaluate.stats import paired_comparison
+from tailorlm.failure_synthesis import synthesize_for_failures
 from tailorlm.feedback import list_feedback, write_feedback
 from tailorlm.prepare import prepare
 from tailorlm.progress import SILENT, Progress
@@ -66,6 +71,7 @@ class Round:
     decision: str = ""
     failures: dict[str, Any] = field(default_factory=dict)  # the parent's failure clusters on these cases
     suggestions: list[str] = field(default_factory=list)
+    synthetic: dict[str, Any] = field(default_factory=dict)  # the teacher's examples for the weakest clusters
     to_review: str = ""
 
 
@@ -103,6 +109,8 @@ def iterate(
     method = method or settings.method
     if project.task != "chat":
         raise IterateError(f"iterate learns from feedback on chat answers; this project's task is {project.task!r}")
+    if found := list(iterate_synthesis(project, None, method)):
+        raise IterateError(describe(found))
     try:
         parent = workspace.resolve("model", project.project)
     except KeyError:
@@ -117,6 +125,9 @@ def iterate(
     folder.mkdir(parents=True)
     done: list[Round] = []
     stopped = f"{rounds} round(s) done"
+    answers: list[dict[str, Any]] | None = None  # the latest evaluation's answers (the current model's among them)
+    answered_as: dict[str, str] = {}  # run id → its candidate name in `answers`
+    synthetic: list[Path] = []  # the teacher's examples so far: every later round keeps them
     for number in range(1, rounds + 1):
         records = list_feedback(workspace)
         if not records:
@@ -130,7 +141,26 @@ def iterate(
         round_dir.mkdir()
         feedback_file = round_dir / "feedback.jsonl"
         write_feedback(feedback_file, records)
-        round_project = _round_project(project, feedback_file, method, parent)
+        parent_run = parent.meta_as(ModelMeta).run
+        if settings.synthesize:
+            if answers is None:  # round 1: evaluate the current model first, to know where it fails
+                progress.say(f"round {number}: evaluating {step.parent} to find its weakest failure clusters")
+                first = evaluate(workspace, project, runs=[parent_run], baselines=[], progress=progress)
+                answers, answered_as = read_jsonl(first.path / "results.jsonl"), {parent_run: "finetuned"}
+                step.synthetic["evaluation"] = first.evaluation.id
+            added = synthesize_for_failures(
+                workspace,
+                project,
+                answers,
+                answered_as[parent_run],
+                metric=metric,
+                limit=settings.synthesize,
+                path=round_dir / "synthetic.jsonl",
+                progress=progress,
+            )
+            step.synthetic.update(added.summary())
+            synthetic += [added.path] if added.path else []
+        round_project = _round_project(project, feedback_file, method, parent, synthetic)
 
         # --- data → retrain -----------------------------------------------------------------------
         dataset = prepare(workspace, round_project, ingest=ingest, progress=progress).dataset
@@ -139,7 +169,6 @@ def iterate(
         step.run = run.id
 
         # --- evaluate against the parent on the same cases -----------------------------------------
-        parent_run = parent.meta_as(ModelMeta).run
         result = evaluate(
             workspace,
             round_project,
@@ -152,7 +181,8 @@ def iterate(
         )
         step.evaluation = result.evaluation.id
         step.gain = _gain(result.summary, run.id, metric)
-        rows = read_jsonl(result.path / "results.jsonl")
+        rows = answers = read_jsonl(result.path / "results.jsonl")
+        answered_as = {parent_run: parent_run, run.id: run.id}  # two runs: each answers under its id
         step.feedback_gain = _held_out_gain(rows, run.id, parent_run, metric)
         verdict = result.evaluation.meta.gate_for(run.id) if objectives else None  # type: ignore[union-attr]
         step.gate = verdict.model_dump(include={"passed", "unmet"}) if verdict else None
@@ -201,12 +231,17 @@ def _name(model: Artifact) -> str:
     return f"{model.name}@{model.version}"
 
 
-def _round_project(project: Project, feedback_file: Path, method: str, parent: Artifact) -> Project:
-    """The project as this round trains it: the feedback as one more source, the round's method."""
+def _round_project(
+    project: Project, feedback_file: Path, method: str, parent: Artifact, synthetic: list[Path]
+) -> Project:
+    """The project as this round trains it: the feedback and the teacher's examples (pinned to the train
+    split) as more sources, the round's method."""
     data = project.model_dump(mode="python")
+    added = [Source(path=feedback_file, kind="feedback")]
+    added += [Source(path=path, kind="dataset", split="train") for path in synthetic]
     data["sources"] = [
         *[s for s in data["sources"] if s["kind"] != "feedback"],
-        Source(path=feedback_file, kind="feedback").model_dump(mode="python", exclude_defaults=True),
+        *[source.model_dump(mode="python", exclude_defaults=True) for source in added],
     ]
     if method != "sft":
         data["train"]["method"] = method
@@ -284,6 +319,14 @@ def report_markdown(result: IterationResult) -> str:
             f"{gate} | {r.decision} |"
         )
     for r in result.rounds:
+        if r.synthetic:
+            clusters = ", ".join(f"{n} {name}" for name, n in r.synthetic.get("clusters", {}).items()) or "none"
+            lines += [
+                "",
+                f"Round {r.number}, the teacher {r.synthetic.get('teacher') or ''} wrote "
+                f"{r.synthetic.get('examples', 0)} new example(s) for {r.parent}'s weakest failure clusters "
+                f"({clusters}).",
+            ]
         if r.suggestions:
             lines += ["", f"Round {r.number}, data to add (from {r.parent}'s failures):", ""]
             lines += [f"- {s}" for s in r.suggestions]
