@@ -7,6 +7,7 @@ version — twice; the last model traces back to the feedback."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -117,6 +118,13 @@ def test_feedback_from_the_api_and_a_file_then_two_unattended_rounds(workspace, 
     report = json.loads(done.stdout)
     assert [r["registered"] for r in report["rounds"]] == ["acme@v2", "acme@v3"] and report["model"] == "acme@v3"
     assert all(r["gain"]["n"] > 0 and r["feedback_gain"]["n"] > 0 for r in report["rounds"])
+    assert report["stopped"] == "2 round(s) done"
+    # every round recorded: in the report the verb printed, in report.md and in the audit log
+    shown = (Path(report["path"]) / "report.md").read_text()
+    assert "| 1 | acme@v1 |" in shown and "| 2 | acme@v2 |" in shown
+    rounds = [e for e in workspace.audit.events() if e["action"] == "iterate.round"]
+    assert [e["details"]["round"] for e in rounds] == [1, 2]
+    assert {e["details"]["iteration"] for e in rounds} == {report["id"]}
 
     lineage = workspace.registry.lineage(workspace.resolve("model", "acme@v3").id)
     kinds = {a.kind for a in lineage}
