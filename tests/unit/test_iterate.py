@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from helpers.data import make_chat_examples
 from helpers.feedback import style_feedback
 from helpers.serve import ServerThread, scripted_teacher
+from tailorlm.checks import problems
 from tailorlm.config import parse_project
 from tailorlm.dataset_splits import load_split
 from tailorlm.feedback import record_many
@@ -188,6 +189,7 @@ def test_synthesis_in_a_round_needs_a_teacher_and_a_method_that_can_use_it(works
     message = str(raised.value)
     assert "iterate.synthesize: asks the teacher of prepare.synthesize, and the project has none" in message
     assert "a dpo round can't learn from them: set iterate.method to sft or kto" in message
+    assert len([p for p in problems(project) if p.field == "iterate.synthesize"]) == 2  # what `validate` shows
     project.prepare.synthesize = parse_project(
         {"project": "x", "base_model": "x", "prepare": {"synthesize": {"teacher": "http://127.0.0.1:9/v1"}}},
         root=tmp_path,
