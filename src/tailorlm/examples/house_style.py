@@ -169,8 +169,8 @@ def style_project(base_model: str | Path, root: Path, pairs: StylePairs, **train
             "base_model": str(base_model),
             "system_prompt": SYSTEM,
             "sources": [
-                {"path": str(pairs.train), "kind": "feedback"},
-                {"path": str(pairs.held_out), "kind": "feedback", "split": "test"},
+                {"path": str(pairs.train.resolve()), "kind": "feedback"},
+                {"path": str(pairs.held_out.resolve()), "kind": "feedback", "split": "test"},
             ],
             "prepare": {"pii": "off", "split": {"test": 0.0, "val": 0.0}},
             "train": settings,
