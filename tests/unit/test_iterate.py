@@ -196,3 +196,19 @@ def test_synthesis_in_a_round_needs_a_teacher_and_a_method_that_can_use_it(works
     ).prepare.synthesize
     with pytest.raises(IterateError, match="no registered model"):
         iterate(workspace, project, method="kto")
+
+
+def test_a_round_whose_gate_fails_is_not_registered(workspace, tiny_model_dir, tmp_path, one_torch_thread):
+    """Registered only when better: an objective the round's run misses keeps the parent as the model,
+    and the next round starts from it again."""
+    project = project_with_model(workspace, tiny_model_dir, tmp_path, rounds=2, require_gain=False)
+    project.evaluate.objectives = {"rouge_l": 1.0}  # a perfect score: out of a tiny model's reach
+    record_many(workspace, style_feedback(12, "pairs"))
+    result = iterate(workspace, project, method="kto")
+    assert [r.number for r in result.rounds] == [1, 2] and result.stopped == "2 round(s) done"
+    for step in result.rounds:
+        assert step.parent == "acme@v1" and step.registered is None
+        assert step.gate is not None and step.gate["passed"] is False
+        assert step.decision.startswith("gate not passed (") and step.decision.endswith("): not registered")
+    assert result.model == "acme@v1"
+    assert [m.version for m in workspace.registry.find("model", name="acme")] == ["v1"]
