@@ -119,8 +119,10 @@ def chaos_chain(name: str, seed: int, folder: Path, model_dir: Path, tmp_path: P
     assert dataset_files(root) == expected
     assert_sound(root)
     recorded = sum(events(r).count("prepare.interrupted") for r in roots)
-    terms = [a for a in chaos.attempts if a.exit_code == 128 + signal.SIGTERM]
-    assert recorded >= len(terms) > 0  # every SIGTERM that stopped a prepare is in the audit log
+    # every SIGTERM that stopped a prepare under way is in the audit log (one that landed while the CLI
+    # was still opening the workspace stopped nothing that had begun: exit 143, no event)
+    terms = [a for a in chaos.attempts if a.exit_code == 128 + signal.SIGTERM and "ingesting " in a.log]
+    assert recorded >= len(terms) > 0
     kills = chaos.kills
     print(f"{name}: {kills} kill points survived")
     return kills
